@@ -1,0 +1,451 @@
+"""MGRADE: delay convolution + minimal GRU + MLP, with residuals."""
+
+import keras
+from keras import ops
+
+from keras_mgrade import _utils
+from keras_mgrade import activations
+from keras_mgrade.layers import streaming_ops
+from keras_mgrade.layers.dcls_conv1d import DCLSConv1D
+from keras_mgrade.layers.min_gru import MinGRU
+
+NORMS = ("layer", "rms", None)
+
+
+@keras.saving.register_keras_serializable(package="keras_mgrade")
+class MGRADE(keras.layers.Layer):
+    """The mGRADE block: a learnable-delay convolution feeding a minimal
+    GRU, then a position-wise MLP, each with a residual connection.
+
+    For inputs `x` of width `units` (Torchet, Metzner et al. 2025):
+
+        u   = x + DCLSConv1D(x)                     delay embedding
+        v   = u + MinGRU(u)                         recurrence
+        y   = v + Dense_H(act(Dense_rH(Norm(v))))   MLP (mlp_ratio r > 0)
+        out = Norm(y)                               post-norm
+
+    The convolution sees `max_delay` samples back through `kernel_taps`
+    learned delays per channel; the MinGRU carries longer context in
+    `units` numbers. Everything is causal, so the block streams: its state
+    is the convolution FIFO (`max_delay - 1` inputs) and the MinGRU state,
+    and `step` runs one time step with ops TFLite Micro has in int8 (no
+    `where`, `exp` or `log`; the norms are written with MEAN, RSQRT, MUL).
+    `call` over a sequence equals `step` looped over it.
+
+    Args:
+        units: int, the width of the block (input and output).
+        kernel_taps: int, delays per channel in the convolution. Defaults
+            to `8`.
+        max_delay: int, the convolution window in samples. Defaults to
+            `32`.
+        sigma: float, the Gaussian width of the delays (see
+            `DCLSConv1D`). Defaults to `0.7`.
+        mlp_ratio: int >= 0, the MLP's hidden width in multiples of
+            `units`; `0` removes the MLP. Defaults to `2`.
+        norm: `"layer"`, `"rms"` or `None` (no normalisation). Defaults to
+            `"layer"`.
+        norm_epsilon: float, the epsilon of the norms. Defaults to `1e-5`.
+        mlp_activation: activation of the MLP. Defaults to
+            `"sigmoid_gelu"` (`x sigmoid(1.702 x)`: GELU has no TFLite
+            Micro kernel).
+        dropout: float in [0, 1), dropout on each residual branch in
+            training. Defaults to `0.0`.
+        use_conv: bool, include the delay convolution (set `False` for a
+            MinGRU-only ablation). Defaults to `True`.
+        use_recurrence: bool, include the MinGRU (set `False` for a
+            convolution-only ablation, a TCN-like block). Defaults to
+            `True`.
+        project_inputs: bool. If the input width differs from `units`, add
+            a Dense projection to `units` first (otherwise that is an
+            error). Defaults to `False`.
+        normalize_taps: bool, see `DCLSConv1D`. Defaults to `False`.
+        positions_initializer: see `DCLSConv1D`. Defaults to
+            `"evenly_spaced"`.
+        positions_lr_multiplier: float, see `DCLSConv1D`. Defaults to
+            `5.0`.
+        scan: the MinGRU scan form (see `MinGRU`). Defaults to `"auto"`.
+        kernel_initializer: initializer of the Dense and MinGRU kernels.
+            Defaults to `"glorot_uniform"`.
+        return_sequences: bool, return the whole sequence (the usual case
+            when blocks are stacked) or only the last step. Defaults to
+            `True`.
+        return_state: bool, also return the final states `[fifo, h]`.
+            Defaults to `False`.
+        stateful: bool, carry the states between calls (static batch
+            size); `reset_state()` clears them. Defaults to `False`.
+        seed: int, seed of the initializers and dropout. Defaults to
+            `None`.
+        **kwargs: base layer arguments.
+
+    Call arguments:
+        inputs: tensor `(batch, timesteps, features)`.
+        initial_state: optional list `[fifo, h]` with shapes
+            `(batch, max_delay - 1, units)` and `(batch, units)` (`[h]`
+            when `max_delay == 1`). Defaults to zeros.
+        mask: optional boolean tensor `(batch, timesteps)`: the MinGRU
+            keeps its state over masked steps, and with
+            `return_sequences=False` the output is that of the last
+            unmasked step.
+        training: bool, whether dropout is applied.
+
+    Example:
+
+    >>> import numpy as np
+    >>> block = MGRADE(16, kernel_taps=4, max_delay=8)
+    >>> x = np.random.default_rng(0).normal(size=(2, 30, 16))
+    >>> tuple(block(x).shape)
+    (2, 30, 16)
+    >>> [tuple(s) for s in block.state_shapes]
+    [(7, 16), (16,)]
+
+    Reference:
+        Torchet, Metzner et al., "mGRADE: Minimal Recurrent Gating Meets
+        Delay Convolutions for Lightweight Sequence Modeling", 2025,
+        https://arxiv.org/abs/2507.01829.
+    """
+
+    def __init__(
+        self,
+        units,
+        kernel_taps=8,
+        max_delay=32,
+        sigma=0.7,
+        mlp_ratio=2,
+        norm="layer",
+        norm_epsilon=1e-5,
+        mlp_activation="sigmoid_gelu",
+        dropout=0.0,
+        use_conv=True,
+        use_recurrence=True,
+        project_inputs=False,
+        normalize_taps=False,
+        positions_initializer="evenly_spaced",
+        positions_lr_multiplier=5.0,
+        scan="auto",
+        kernel_initializer="glorot_uniform",
+        return_sequences=True,
+        return_state=False,
+        stateful=False,
+        seed=None,
+        **kwargs,
+    ):
+        units = _utils.check_positive_int("units", units)
+        mlp_ratio = _utils.check_positive_int("mlp_ratio", mlp_ratio, 0)
+        if norm not in NORMS:
+            raise ValueError(
+                f"Unknown norm. Expected one of {NORMS}. Received: "
+                f"norm={norm!r}"
+            )
+        dropout = _utils.check_rate("dropout", dropout)
+        if not use_conv and not use_recurrence:
+            raise ValueError(
+                "An MGRADE block needs the convolution, the recurrence or "
+                "both. Received: use_conv=False, use_recurrence=False"
+            )
+        super().__init__(**kwargs)
+        self.units = units
+        self.kernel_taps = kernel_taps
+        self.max_delay = max_delay
+        self.initial_sigma = sigma
+        self.mlp_ratio = mlp_ratio
+        self.norm = norm
+        self.norm_epsilon = float(norm_epsilon)
+        self.mlp_activation = activations.get(mlp_activation)
+        self.dropout = dropout
+        self.use_conv = bool(use_conv)
+        self.use_recurrence = bool(use_recurrence)
+        self.project_inputs = bool(project_inputs)
+        self.normalize_taps = bool(normalize_taps)
+        self.positions_initializer = positions_initializer
+        self.positions_lr_multiplier = positions_lr_multiplier
+        self.scan = scan
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.return_sequences = bool(return_sequences)
+        self.return_state = bool(return_state)
+        self.stateful = bool(stateful)
+        self.seed = seed
+        self.supports_masking = True
+
+        policy = self.dtype_policy
+        init = self._initializer
+        self.input_projection = None
+        if self.project_inputs:
+            self.input_projection = keras.layers.Dense(
+                units,
+                kernel_initializer=init(),
+                dtype=policy,
+                name="input_projection",
+            )
+        self.conv = self.min_gru = None
+        if self.use_conv:
+            self.conv = DCLSConv1D(
+                kernel_taps,
+                max_delay,
+                sigma=sigma,
+                normalize_taps=normalize_taps,
+                positions_initializer=positions_initializer,
+                positions_lr_multiplier=positions_lr_multiplier,
+                return_state=True,
+                stateful=stateful,
+                seed=seed,
+                dtype=policy,
+                name="conv",
+            )
+        if self.use_recurrence:
+            self.min_gru = MinGRU(
+                units,
+                kernel_initializer=init(),
+                return_sequences=True,
+                return_state=True,
+                stateful=stateful,
+                scan=scan,
+                dtype=policy,
+                name="min_gru",
+            )
+        self.mlp_norm = self.mlp_in = self.mlp_out = self.post_norm = None
+        if mlp_ratio:
+            self.mlp_norm = self._make_norm("mlp_norm")
+            self.mlp_in = keras.layers.Dense(
+                mlp_ratio * units,
+                kernel_initializer=init(),
+                dtype=policy,
+                name="mlp_in",
+            )
+            self.mlp_out = keras.layers.Dense(
+                units, kernel_initializer=init(), dtype=policy, name="mlp_out"
+            )
+        self.post_norm = self._make_norm("post_norm")
+        self.dropout_layer = keras.layers.Dropout(
+            dropout, seed=seed, dtype=policy, name="dropout"
+        )
+        # Checked here so that a bad activation fails at construction.
+        self._mlp_step_activation = streaming_ops.step_activation(
+            self.mlp_activation, "mlp_activation"
+        )
+
+    def _initializer(self):
+        config = keras.initializers.serialize(self.kernel_initializer)
+        return keras.initializers.deserialize(config)
+
+    def _make_norm(self, name):
+        if self.norm is None:
+            return None
+        if self.norm == "rms":
+            return keras.layers.RMSNormalization(
+                epsilon=self.norm_epsilon, dtype=self.dtype_policy, name=name
+            )
+        return keras.layers.LayerNormalization(
+            epsilon=self.norm_epsilon, dtype=self.dtype_policy, name=name
+        )
+
+    @property
+    def state_shapes(self):
+        """Shapes of the streaming states without the batch axis:
+        `[(max_delay - 1, units), (units,)]`: the convolution FIFO (absent
+        when `max_delay == 1` or `use_conv=False`) and the MinGRU state
+        (absent when `use_recurrence=False`)."""
+        shapes = []
+        if self._num_conv_states:
+            shapes.append((self.max_delay - 1, self.units))
+        if self.use_recurrence:
+            shapes.append((self.units,))
+        return shapes
+
+    @property
+    def _num_conv_states(self):
+        return 1 if self.use_conv and self.max_delay > 1 else 0
+
+    def build(self, input_shape):
+        input_shape = tuple(input_shape)
+        if len(input_shape) != 3:
+            raise ValueError(
+                "MGRADE expects inputs of rank 3 (batch, timesteps, "
+                f"features). Received: inputs.shape={input_shape}"
+            )
+        width = input_shape[-1]
+        if width != self.units and not self.project_inputs:
+            raise ValueError(
+                f"The input width ({width}) differs from units "
+                f"({self.units}): the residual connections need them equal. "
+                "Add a Dense layer before the block or pass "
+                f"project_inputs=True. Received: inputs.shape={input_shape}"
+            )
+        shape = input_shape[:2] + (self.units,)
+        if self.input_projection is not None:
+            self.input_projection.build(input_shape)
+        if self.conv is not None:
+            self.conv.build(shape)
+        if self.min_gru is not None:
+            self.min_gru.build(shape)
+        if self.mlp_ratio:
+            if self.mlp_norm is not None:
+                self.mlp_norm.build(shape)
+            self.mlp_in.build(shape)
+            self.mlp_out.build(shape[:2] + (self.mlp_ratio * self.units,))
+        if self.post_norm is not None:
+            self.post_norm.build(shape)
+
+    def get_initial_state(self, batch_size):
+        """Zero states `[fifo, h]` for `step`."""
+        return [
+            ops.zeros((batch_size,) + shape, "float32")
+            for shape in self.state_shapes
+        ]
+
+    def reset_state(self):
+        """Clears the carried states of a stateful block."""
+        for layer in (self.conv, self.min_gru):
+            if layer is not None:
+                layer.reset_state()
+
+    def reset_states(self):
+        """Alias of `reset_state`."""
+        self.reset_state()
+
+    def call(self, inputs, initial_state=None, mask=None, training=None):
+        if len(inputs.shape) != 3:
+            raise ValueError(
+                "MGRADE expects inputs of rank 3 (batch, timesteps, "
+                f"features). Received: inputs.shape={tuple(inputs.shape)}"
+            )
+        conv_state, rnn_state = self._split_state(initial_state)
+        x = inputs
+        if self.input_projection is not None:
+            x = self.input_projection(x)
+        u, fifo, h = x, [], []
+        if self.conv is not None:
+            conv_out, *fifo = self.conv(x, initial_state=conv_state)
+            u = x + self.dropout_layer(conv_out, training=training)
+        v = u
+        if self.min_gru is not None:
+            rnn_out, *h = self.min_gru(
+                u, initial_state=rnn_state, mask=mask, training=training
+            )
+            v = u + self.dropout_layer(rnn_out, training=training)
+        y = v
+        if self.mlp_ratio:
+            z = self.mlp_norm(v) if self.mlp_norm is not None else v
+            z = self.mlp_out(self.mlp_activation(self.mlp_in(z)))
+            y = v + self.dropout_layer(z, training=training)
+        out = self.post_norm(y) if self.post_norm is not None else y
+        if not self.return_sequences:
+            out = _last_step(out, mask)
+        if self.return_state:
+            return [out] + list(fifo) + list(h)
+        return out
+
+    def step(self, inputs_t, states, training=False):
+        """Runs one time step for streaming inference.
+
+        Args:
+            inputs_t: tensor `(batch, features)`.
+            states: `[fifo, h]` as in `state_shapes`.
+            training: unused (no dropout when streaming).
+
+        Returns:
+            `(y_t, [new_fifo, new_h])`.
+        """
+        states = list(states)
+        n = self._num_conv_states
+        x = ops.convert_to_tensor(inputs_t)
+        if self.input_projection is not None:
+            x = streaming_ops.dense(x, self.input_projection)
+        u, fifo, h = x, [], []
+        if self.conv is not None:
+            conv_out, fifo = self.conv.step(x, states[:n])
+            u = x + conv_out
+        v = u
+        if self.min_gru is not None:
+            rnn_out, h = self.min_gru.step(u, states[n:])
+            v = u + rnn_out
+        y = v
+        if self.mlp_ratio:
+            z = v
+            if self.mlp_norm is not None:
+                z = streaming_ops.layer_norm(z, self.mlp_norm)
+            z = streaming_ops.dense(z, self.mlp_in)
+            z = self._mlp_step_activation(z)
+            y = v + streaming_ops.dense(z, self.mlp_out)
+        if self.post_norm is not None:
+            y = streaming_ops.layer_norm(y, self.post_norm)
+        return y, list(fifo) + list(h)
+
+    def _split_state(self, initial_state):
+        if initial_state is None:
+            return None, None
+        if not isinstance(initial_state, (list, tuple)):
+            initial_state = [initial_state]
+        expected = len(self.state_shapes)
+        if len(initial_state) != expected:
+            raise ValueError(
+                f"MGRADE has {expected} states {self.state_shapes} "
+                "(fifo, h). Received: initial_state of length "
+                f"{len(initial_state)}"
+            )
+        n = self._num_conv_states
+        conv_state = list(initial_state[:n]) if n else None
+        rnn_state = initial_state[n] if self.use_recurrence else None
+        return conv_state, rnn_state
+
+    def compute_output_shape(self, inputs_shape, initial_state_shape=None):
+        batch, timesteps = inputs_shape[0], inputs_shape[1]
+        if self.return_sequences:
+            out = (batch, timesteps, self.units)
+        else:
+            out = (batch, self.units)
+        if self.return_state:
+            return [out] + [(batch,) + s for s in self.state_shapes]
+        return out
+
+    def compute_mask(self, inputs, mask=None):
+        out_mask = mask if self.return_sequences else None
+        if self.return_state:
+            return [out_mask] + [None] * len(self.state_shapes)
+        return out_mask
+
+    def get_config(self):
+        positions_initializer = self.positions_initializer
+        if not isinstance(positions_initializer, str):
+            positions_initializer = keras.initializers.serialize(
+                positions_initializer
+            )
+        config = {
+            "units": self.units,
+            "kernel_taps": self.kernel_taps,
+            "max_delay": self.max_delay,
+            "sigma": self.initial_sigma,
+            "mlp_ratio": self.mlp_ratio,
+            "norm": self.norm,
+            "norm_epsilon": self.norm_epsilon,
+            "mlp_activation": streaming_ops.activation_name(
+                self.mlp_activation
+            ),
+            "dropout": self.dropout,
+            "use_conv": self.use_conv,
+            "use_recurrence": self.use_recurrence,
+            "project_inputs": self.project_inputs,
+            "normalize_taps": self.normalize_taps,
+            "positions_initializer": positions_initializer,
+            "positions_lr_multiplier": self.positions_lr_multiplier,
+            "scan": self.scan,
+            "kernel_initializer": keras.initializers.serialize(
+                self.kernel_initializer
+            ),
+            "return_sequences": self.return_sequences,
+            "return_state": self.return_state,
+            "stateful": self.stateful,
+            "seed": self.seed,
+        }
+        return {**super().get_config(), **config}
+
+
+def _last_step(x, mask):
+    """The output at the last unmasked step of each sequence."""
+    if mask is None:
+        return x[:, -1]
+    mask = ops.cast(mask, "int32")
+    timesteps = ops.shape(mask)[1]
+    # Index of the last True: T - 1 - (first True in the reversed mask).
+    last = timesteps - 1 - ops.argmax(ops.flip(mask, axis=1), axis=1)
+    index = ops.reshape(ops.cast(last, "int32"), (-1, 1, 1))
+    return ops.take_along_axis(x, index, axis=1)[:, 0]

@@ -1,0 +1,508 @@
+"""MinGRU: the minimal gated recurrent unit, trained with a parallel scan."""
+
+import keras
+from keras import constraints
+from keras import initializers
+from keras import ops
+from keras import regularizers
+
+from keras_mgrade import _utils
+from keras_mgrade.ops import scan as scan_ops
+
+
+def candidate_activation(x):
+    """The minGRU candidate activation `g` (Feng et al., appendix B.3).
+
+    `g(x) = x + 0.5` for `x >= 0` and `sigmoid(x)` for `x < 0`, written as
+    `relu(x) + minimum(sigmoid(x), 0.5)`: exactly equal, continuous, always
+    positive, and made only of ops TFLite Micro runs in int8 (no SELECT).
+    """
+    return ops.relu(x) + ops.minimum(ops.sigmoid(x), 0.5)
+
+
+def log_candidate_activation(x):
+    """`log(g(x))` computed without forming `g`: `log(x + 0.5)` for
+    `x >= 0`, `-softplus(-x)` for `x < 0`. Both branches are finite
+    everywhere, so the gradient of the `where` has no NaN."""
+    return ops.where(x >= 0, ops.log(ops.relu(x) + 0.5), -ops.softplus(-x))
+
+
+@keras.saving.register_keras_serializable(package="keras_mgrade")
+class MinGRUCell(keras.layers.Layer):
+    """One time step of the minimal gated recurrent unit (minGRU).
+
+    With `u_t` the input and `h` the state (Feng et al. 2024, appendix B.3):
+
+        z   = sigmoid(u_t W_z + b_z)            (update gate)
+        h~  = g(u_t W_h + b_h)                  (candidate, g > 0)
+        h_t = h_{t-1} + z * (h~ - h_{t-1})       (= (1 - z) h_{t-1} + z h~)
+
+    The gates do not read `h_{t-1}`, so a sequence of steps is a linear
+    recurrence that `MinGRU` computes with a parallel scan. The cell is the
+    streaming form: it runs one step with only matrix multiply, logistic,
+    relu, minimum, add, subtract and multiply, and works as the cell of
+    `keras.layers.RNN`.
+
+    Weights (the layout to use when porting from minGRU-pytorch or
+    BorealisAI/minRNNs, whose `to_hidden_and_gate` weight is
+    `[hidden; gate]` with shape `(2 * units, input_dim)`):
+
+    - `kernel`: `(input_dim, 2 * units)`, columns `[gate z | candidate h]`;
+    - `bias`: `(2 * units,)` in the same order.
+
+    Args:
+        units: int, dimensionality of the state and output.
+        use_bias: bool, whether the projections have a bias. Defaults to
+            `True`.
+        kernel_initializer: initializer for `kernel`. Defaults to
+            `"glorot_uniform"`.
+        bias_initializer: initializer for `bias`. Defaults to `"zeros"`.
+        kernel_regularizer: regularizer for `kernel`. Defaults to `None`.
+        bias_regularizer: regularizer for `bias`. Defaults to `None`.
+        kernel_constraint: constraint for `kernel`. Defaults to `None`.
+        bias_constraint: constraint for `bias`. Defaults to `None`.
+        **kwargs: base layer arguments (`name`, `dtype`, ...).
+
+    Call arguments:
+        inputs: tensor `(batch, input_dim)`, one time step.
+        states: list with one tensor `(batch, units)`, the previous state.
+        training: unused (the cell has no dropout).
+
+    Returns:
+        `(h, [h])`, the new state as output and as state.
+
+    Example:
+
+    >>> import numpy as np
+    >>> cell = MinGRUCell(4)
+    >>> x = np.ones((2, 3), "float32")
+    >>> h, [state] = cell(x, [np.zeros((2, 4), "float32")])
+    >>> tuple(h.shape)
+    (2, 4)
+    >>> rnn = keras.layers.RNN(MinGRUCell(4))  # a (slow) step-by-step MinGRU
+    """
+
+    def __init__(
+        self,
+        units,
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
+        kernel_constraint=None,
+        bias_constraint=None,
+        **kwargs,
+    ):
+        units = _utils.check_positive_int("units", units)
+        super().__init__(**kwargs)
+        self.units = units
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
+        self.kernel_constraint = constraints.get(kernel_constraint)
+        self.bias_constraint = constraints.get(bias_constraint)
+        self.state_size = units
+        self.output_size = units
+
+    def build(self, input_shape):
+        input_dim = input_shape[-1]
+        if input_dim is None:
+            raise ValueError(
+                "The last dimension of the inputs to MinGRU must be "
+                f"defined. Received: input_shape={tuple(input_shape)}"
+            )
+        self.kernel = self.add_weight(
+            shape=(input_dim, 2 * self.units),
+            initializer=self.kernel_initializer,
+            regularizer=self.kernel_regularizer,
+            constraint=self.kernel_constraint,
+            name="kernel",
+        )
+        if self.use_bias:
+            self.bias = self.add_weight(
+                shape=(2 * self.units,),
+                initializer=self.bias_initializer,
+                regularizer=self.bias_regularizer,
+                constraint=self.bias_constraint,
+                name="bias",
+            )
+        else:
+            self.bias = None
+
+    def project(self, inputs):
+        """`inputs @ kernel + bias`: the gate and candidate pre-activations
+        `[z | h]`, for one step or a whole sequence."""
+        pre = ops.matmul(inputs, self.kernel)
+        if self.use_bias:
+            pre = pre + self.bias
+        return pre
+
+    def call(self, inputs, states, training=None):
+        h_prev = states[0] if isinstance(states, (list, tuple)) else states
+        state_dtype = h_prev.dtype
+        pre = ops.cast(self.project(inputs), "float32")
+        h_prev = ops.cast(h_prev, "float32")
+        z = ops.sigmoid(pre[:, : self.units])
+        g = candidate_activation(pre[:, self.units :])
+        h = h_prev + z * (g - h_prev)
+        return ops.cast(h, self.compute_dtype), [ops.cast(h, state_dtype)]
+
+    def get_initial_state(self, batch_size=None):
+        return [ops.zeros((batch_size, self.units), dtype=self.compute_dtype)]
+
+    def get_config(self):
+        config = {
+            "units": self.units,
+            "use_bias": self.use_bias,
+            "kernel_initializer": initializers.serialize(
+                self.kernel_initializer
+            ),
+            "bias_initializer": initializers.serialize(self.bias_initializer),
+            "kernel_regularizer": regularizers.serialize(
+                self.kernel_regularizer
+            ),
+            "bias_regularizer": regularizers.serialize(self.bias_regularizer),
+            "kernel_constraint": constraints.serialize(self.kernel_constraint),
+            "bias_constraint": constraints.serialize(self.bias_constraint),
+        }
+        return {**super().get_config(), **config}
+
+
+@keras.saving.register_keras_serializable(package="keras_mgrade")
+class MinGRU(keras.layers.Layer):
+    """Minimal gated recurrent unit over whole sequences (parallel scan).
+
+    Computes, for every time step of `inputs` (Feng et al. 2024, B.3),
+
+        z_t = sigmoid(u_t W_z + b_z),     h~_t = g(u_t W_h + b_h),
+        h_t = (1 - z_t) * h_{t-1} + z_t * h~_t,
+
+    with `g(x) = x + 0.5` for `x >= 0`, `sigmoid(x)` otherwise, so that
+    `h_t > 0`. The gates do not depend on `h_{t-1}`: the recurrence
+    `h_t = a_t h_{t-1} + b_t` (`a = 1 - z`, `b = z h~`) is computed for all
+    steps at once by `keras_mgrade.ops.linear_scan`, in float32 even under
+    a mixed-precision policy. The layer is causal: `h_t` depends on
+    `u_0 … u_t` only.
+
+    The same layer runs one step at a time for streaming inference
+    (`step`), with the same weights: `call` on a sequence equals `step`
+    looped over it (outputs and final state).
+
+    Weights live in the cell (`layer.cell`) and are exposed as
+    `layer.kernel` `(input_dim, 2 * units)`, columns `[gate z | candidate
+    h]`, and `layer.bias` `(2 * units,)`. To port minGRU-pytorch weights
+    (`to_hidden_and_gate.weight`, rows `[hidden; gate]`, no bias):
+    `kernel = concatenate([W[units:], W[:units]]).T` with `use_bias=False`.
+
+    Args:
+        units: int, dimensionality of the state and output.
+        use_bias: bool. Defaults to `True`.
+        kernel_initializer: initializer for `kernel`. Defaults to
+            `"glorot_uniform"`.
+        bias_initializer: initializer for `bias`. Defaults to `"zeros"`.
+        kernel_regularizer: regularizer for `kernel`. Defaults to `None`.
+        bias_regularizer: regularizer for `bias`. Defaults to `None`.
+        activity_regularizer: regularizer for the output. Defaults to
+            `None`.
+        kernel_constraint: constraint for `kernel`. Defaults to `None`.
+        bias_constraint: constraint for `bias`. Defaults to `None`.
+        dropout: float in [0, 1), fraction of the input features dropped
+            during training, with one mask per sequence (as in
+            `keras.layers.GRU`). Defaults to `0.0`.
+        return_sequences: bool, return the whole output sequence instead of
+            the last output. Defaults to `False`.
+        return_state: bool, also return the final state. Defaults to
+            `False`.
+        stateful: bool, carry the final state of each batch into the next
+            call (needs a static batch size); `reset_state()` clears it.
+            Defaults to `False`.
+        scan: how the recurrence is computed: `"auto"` (fastest for the
+            backend and device), `"sequential"`, `"chunked"`,
+            `"associative"` or `"log"` (Heinsen log space, computed from
+            the pre-activations with `softplus`). Defaults to `"auto"`.
+        seed: int, seed for the dropout mask. Defaults to `None`.
+        **kwargs: base layer arguments (`name`, `dtype`, ...).
+
+    Call arguments:
+        inputs: tensor `(batch, timesteps, features)`.
+        initial_state: optional tensor `(batch, units)` (or a list holding
+            it), `h_{-1}`; values must be >= 0 (the state is positive by
+            construction). Defaults to zeros, or to the carried state when
+            `stateful=True`.
+        mask: optional boolean tensor `(batch, timesteps)`; masked steps
+            keep the previous state and output it.
+        training: bool, whether dropout is applied.
+
+    Input shape:
+        `(batch, timesteps, features)`.
+
+    Output shape:
+        `(batch, timesteps, units)` with `return_sequences=True`, else
+        `(batch, units)`; with `return_state=True` a list
+        `[output, final_state]`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> x = np.random.default_rng(0).normal(size=(2, 50, 8))
+    >>> layer = MinGRU(16, return_sequences=True, return_state=True)
+    >>> y, h = layer(x)
+    >>> tuple(y.shape), tuple(h.shape)
+    ((2, 50, 16), (2, 16))
+    >>> # The same numbers, one step at a time:
+    >>> [state] = layer.get_initial_state(2)
+    >>> for t in range(50):
+    ...     y_t, [state] = layer.step(x[:, t].astype("float32"), [state])
+    >>> bool(np.allclose(state, h, atol=1e-5))
+    True
+
+    Reference:
+        Feng, Tung, Ahmed, Bengio, Hajimirsadeghi, "Were RNNs All We
+        Needed?", 2024, https://arxiv.org/abs/2410.01201.
+    """
+
+    def __init__(
+        self,
+        units,
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
+        activity_regularizer=None,
+        kernel_constraint=None,
+        bias_constraint=None,
+        dropout=0.0,
+        return_sequences=False,
+        return_state=False,
+        stateful=False,
+        scan="auto",
+        seed=None,
+        **kwargs,
+    ):
+        units = _utils.check_positive_int("units", units)
+        if scan not in scan_ops.METHODS:
+            raise ValueError(
+                f"Unknown scan method. Expected one of {scan_ops.METHODS}. "
+                f"Received: scan={scan!r}"
+            )
+        dropout = _utils.check_rate("dropout", dropout)
+        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
+        self.units = units
+        self.dropout = dropout
+        self.return_sequences = bool(return_sequences)
+        self.return_state = bool(return_state)
+        self.stateful = bool(stateful)
+        self.scan = scan
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.cell = MinGRUCell(
+            units,
+            use_bias=use_bias,
+            kernel_initializer=kernel_initializer,
+            bias_initializer=bias_initializer,
+            kernel_regularizer=kernel_regularizer,
+            bias_regularizer=bias_regularizer,
+            kernel_constraint=kernel_constraint,
+            bias_constraint=bias_constraint,
+            dtype=self.dtype_policy,
+            name="min_gru_cell",
+        )
+        self.supports_masking = True
+        self.state_variable = None
+
+    # Weights, for porting and inspection.
+    @property
+    def kernel(self):
+        return self.cell.kernel
+
+    @property
+    def bias(self):
+        return self.cell.bias
+
+    @property
+    def use_bias(self):
+        return self.cell.use_bias
+
+    @property
+    def state_shapes(self):
+        """Shapes of the streaming states without the batch axis:
+        `[(units,)]`."""
+        return [(self.units,)]
+
+    def build(self, input_shape):
+        input_shape = tuple(input_shape)
+        if len(input_shape) != 3:
+            raise ValueError(
+                "MinGRU expects inputs of rank 3 (batch, timesteps, "
+                f"features). Received: inputs.shape={input_shape}"
+            )
+        self.cell.build((input_shape[0], input_shape[-1]))
+        if self.stateful:
+            if input_shape[0] is None:
+                raise ValueError(
+                    "A stateful MinGRU needs a static batch size (use "
+                    "keras.Input(batch_size=...) or batch_shape). "
+                    f"Received: inputs.shape={input_shape}"
+                )
+            self.state_variable = self.add_weight(
+                shape=(input_shape[0], self.units),
+                initializer="zeros",
+                trainable=False,
+                dtype="float32",
+                name="state",
+            )
+
+    def get_initial_state(self, batch_size):
+        """Zero states `[(batch_size, units)]` for `step`."""
+        return [ops.zeros((batch_size, self.units), dtype="float32")]
+
+    def reset_state(self):
+        """Clears the carried state of a stateful layer."""
+        if self.state_variable is not None:
+            self.state_variable.assign(
+                ops.zeros_like(self.state_variable.value)
+            )
+
+    def reset_states(self):
+        """Alias of `reset_state` (Keras 2 name)."""
+        self.reset_state()
+
+    def step(self, inputs_t, states, training=False):
+        """Runs one time step for streaming inference.
+
+        Uses only ops that TFLite Micro runs in int8 (fully connected,
+        logistic, relu, minimum, add, sub, mul).
+
+        Args:
+            inputs_t: tensor `(batch, features)`.
+            states: list `[h]`, `h` of shape `(batch, units)`.
+            training: unused; the step is an inference op (no dropout).
+
+        Returns:
+            `(h_t, [h_t])`.
+        """
+        return self.cell(inputs_t, list(states))
+
+    def call(self, inputs, initial_state=None, mask=None, training=None):
+        if len(inputs.shape) != 3:
+            raise ValueError(
+                "MinGRU expects inputs of rank 3 (batch, timesteps, "
+                f"features). Received: inputs.shape={tuple(inputs.shape)}"
+            )
+        h0 = self._initial_state(inputs, initial_state)
+        if training and self.dropout > 0:
+            noise_shape = (ops.shape(inputs)[0], 1, ops.shape(inputs)[2])
+            inputs = keras.random.dropout(
+                inputs,
+                self.dropout,
+                noise_shape=noise_shape,
+                seed=self.seed_generator,
+            )
+        pre = ops.cast(self.cell.project(inputs), "float32")
+        h = self._scan(pre, h0, mask)
+        last = h[:, -1]
+        if self.stateful:
+            self.state_variable.assign(last)
+        output = h if self.return_sequences else last
+        output = ops.cast(output, self.compute_dtype)
+        if self.return_state:
+            return [output, ops.cast(last, self.compute_dtype)]
+        return output
+
+    def _scan(self, pre, h0, mask):
+        kz, kh = pre[..., : self.units], pre[..., self.units :]
+        method = scan_ops.resolve_method(self.scan, pre.shape[1])
+        if method == "log":
+            # Heinsen: log(1 - z) = -softplus(kz), log z = -softplus(-kz).
+            log_a = -ops.softplus(kz)
+            log_b = -ops.softplus(-kz) + log_candidate_activation(kh)
+            if mask is not None:
+                m = ops.expand_dims(ops.cast(mask, "bool"), -1)
+                log_a = ops.where(m, log_a, 0.0)
+                log_b = ops.where(m, log_b, scan_ops.LOG_ZERO)
+            log_h0 = None
+            if h0 is not None:
+                log_h0 = ops.log(h0 + 1e-30)
+            return ops.exp(scan_ops.log_scan(log_a, log_b, log_h0))
+        z = ops.sigmoid(kz)
+        a = 1.0 - z
+        b = z * candidate_activation(kh)
+        if mask is not None:
+            m = ops.expand_dims(ops.cast(mask, "bool"), -1)
+            a = ops.where(m, a, 1.0)
+            b = ops.where(m, b, 0.0)
+        return scan_ops.linear_scan(a, b, h0, method=method)
+
+    def _initial_state(self, inputs, initial_state):
+        if initial_state is None:
+            if self.stateful:
+                return ops.convert_to_tensor(self.state_variable.value)
+            return None
+        if isinstance(initial_state, (list, tuple)):
+            if len(initial_state) != 1:
+                raise ValueError(
+                    "MinGRU has one state; initial_state must be a tensor "
+                    "or a list of one tensor. Received: "
+                    f"initial_state of length {len(initial_state)}"
+                )
+            initial_state = initial_state[0]
+        value = _utils.concrete_value(initial_state)
+        h0 = ops.cast(ops.convert_to_tensor(initial_state), "float32")
+        expected = (inputs.shape[0], self.units)
+        shape = tuple(h0.shape)
+        if (
+            len(shape) != 2
+            or shape[1] != self.units
+            or (
+                shape[0] is not None
+                and expected[0] is not None
+                and shape[0] != expected[0]
+            )
+        ):
+            raise ValueError(
+                "initial_state must have shape (batch, units) = "
+                f"{expected}. Received: initial_state.shape={shape}"
+            )
+        if value is not None and (value < 0).any():
+            raise ValueError(
+                "initial_state must be >= 0: the MinGRU state is positive "
+                "by construction (and the log-space scan needs it). "
+                f"Received: initial_state with minimum {value.min()!r}"
+            )
+        return h0
+
+    def compute_output_shape(self, inputs_shape, initial_state_shape=None):
+        batch, timesteps = inputs_shape[0], inputs_shape[1]
+        if self.return_sequences:
+            output_shape = (batch, timesteps, self.units)
+        else:
+            output_shape = (batch, self.units)
+        if self.return_state:
+            return [output_shape, (batch, self.units)]
+        return output_shape
+
+    def compute_mask(self, inputs, mask=None):
+        output_mask = mask if self.return_sequences else None
+        if self.return_state:
+            return [output_mask, None]
+        return output_mask
+
+    def get_config(self):
+        cell_config = self.cell.get_config()
+        for key in ("name", "trainable", "dtype", "units"):
+            cell_config.pop(key, None)
+        config = {
+            "units": self.units,
+            **cell_config,
+            "dropout": self.dropout,
+            "return_sequences": self.return_sequences,
+            "return_state": self.return_state,
+            "stateful": self.stateful,
+            "scan": self.scan,
+            "seed": self.seed,
+        }
+        return {**super().get_config(), **config}
