@@ -3,6 +3,7 @@ int8 streaming inference on microcontrollers."""
 
 from keras_mgrade import activations
 from keras_mgrade import layers
+from keras_mgrade import memory
 from keras_mgrade import models
 from keras_mgrade import ops
 
