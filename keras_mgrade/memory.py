@@ -244,8 +244,10 @@ def _parts(layer, nbytes):
             params = 2 * taps
             pbytes = taps * nbytes + taps * 4
         else:
-            params = layer.max_delay * channels * (
-                1 if layer.filters is None else layer.filters
+            params = (
+                layer.max_delay
+                * channels
+                * (1 if layer.filters is None else layer.filters)
             )
             pbytes = params * nbytes
         if layer.use_bias:
@@ -342,4 +344,3 @@ def budget_table(ram_bytes, flash_bytes, budgets=None):
             f"{'yes' if ok else 'no'} |"
         )
     return "\n".join(rows)
-

@@ -28,7 +28,15 @@ def test_classifier_by_hand():
     # Per block: dense conv kernel g*h (int8) + bias h (int32); MinGRU kernel
     # h*2h + bias 2h; two norms 2*2h; MLP h*rh + rh, rh*h + h.
     block_params = (
-        g * h + h + h * 2 * h + 2 * h + 4 * h + h * r * h + r * h + r * h * h + h
+        g * h
+        + h
+        + h * 2 * h
+        + 2 * h
+        + 4 * h
+        + h * r * h
+        + r * h
+        + r * h * h
+        + h
     )
     block_bytes = (
         g * h + 4 * h  # conv

@@ -189,7 +189,8 @@ class StreamingStep(keras.layers.Layer):
         for layer in self.layers_with_state:
             n = len(layer.state_shapes)
             states[id(layer)] = [
-                self._fake_quant(s, i + j) for j, s in enumerate(flat[i : i + n])
+                self._fake_quant(s, i + j)
+                for j, s in enumerate(flat[i : i + n])
             ]
             i += n
         outputs = []
@@ -313,9 +314,7 @@ def initial_states(step_model):
     """Zero initial states for a model from `streaming_model`, as numpy."""
     import numpy as np
 
-    return [
-        np.zeros(tuple(t.shape), "float32") for t in step_model.inputs[1:]
-    ]
+    return [np.zeros(tuple(t.shape), "float32") for t in step_model.inputs[1:]]
 
 
 def stream(step_model, sequence, states=None):

@@ -131,9 +131,7 @@ def test_last_unmasked_step():
     mask[0, 8:] = False
     block = MGRADE(16, kernel_taps=2, max_delay=4, return_sequences=False)
     last = to_numpy(block(x, mask=mask))
-    full = MGRADE.from_config(
-        {**block.get_config(), "return_sequences": True}
-    )
+    full = MGRADE.from_config({**block.get_config(), "return_sequences": True})
     full.build(x.shape)
     full.set_weights(block.get_weights())
     seq = to_numpy(full(x, mask=mask))
@@ -188,9 +186,7 @@ def test_save_load_keras_file():
 def test_saved_on_this_backend_loads_on_the_others():
     x = _x(25, units=8)
     inputs = keras.Input((25, 8))
-    model = keras.Model(
-        inputs, MGRADE(8, kernel_taps=2, max_delay=5)(inputs)
-    )
+    model = keras.Model(inputs, MGRADE(8, kernel_taps=2, max_delay=5)(inputs))
     expected = to_numpy(model(x))
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "m.keras")

@@ -1,0 +1,124 @@
+"""The `keras-mgrade` command line.
+
+    keras-mgrade export MODEL.keras [--int8 --calibration DATA.npy]
+                        [--out DIR_OR_FILE.tflite] [--steps-per-invoke K]
+    keras-mgrade report MODEL.keras|MODEL.tflite
+
+`export` converts under the TensorFlow backend whatever backend the model
+was trained on; with `--out DIR` it writes `DIR/model_<precision>.tflite`,
+its JSON report and the C sources (`model_data.h/.cc`, `model_ops.h`).
+`report` prints the memory table against MCU budgets: analytic for a
+`.keras` model, measured (flatbuffer and TFLite Micro arena) for a
+`.tflite` file.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+
+def _backend_tensorflow():
+    # Conversion needs the TensorFlow backend; set it before keras loads.
+    if "keras" not in sys.modules:
+        os.environ["KERAS_BACKEND"] = "tensorflow"
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def _export(args):
+    _backend_tensorflow()
+    import keras
+    import numpy as np
+
+    import keras_mgrade  # noqa: F401  (registers the layers)
+    from keras_mgrade.export import c_source
+    from keras_mgrade.export.tflite import export_tflite
+
+    if args.int8 and not args.calibration:
+        raise SystemExit(
+            "error: --int8 needs --calibration DATA.npy (whole input "
+            "sequences, shape (n, timesteps, features))"
+        )
+    model = keras.saving.load_model(args.model)
+    data = np.load(args.calibration) if args.calibration else None
+    check = np.load(args.check) if args.check else None
+    precision = "int8" if args.int8 else "float32"
+    out = args.out or "."
+    if out.endswith(".tflite"):
+        path, c_dir = out, None
+    else:
+        path, c_dir = os.path.join(out, f"model_{precision}.tflite"), out
+    report = export_tflite(
+        model,
+        path,
+        quantize="int8" if args.int8 else None,
+        representative_data=data,
+        steps_per_invoke=args.steps_per_invoke,
+        check_data=check,
+        max_calibration_sequences=args.max_calibration_sequences,
+    )
+    if c_dir is not None:
+        with open(path, "rb") as f:
+            flat = f.read()
+        paths = c_source.write_c_sources(flat, report["ops"], c_dir)
+        print("C sources:", ", ".join(sorted(paths.values())))
+    print(json.dumps({k: report[k] for k in ("ops", "arena_bytes")}))
+    return 0
+
+
+def _report(args):
+    from keras_mgrade import memory
+
+    if args.model.endswith(".tflite"):
+        from keras_mgrade.export import micro
+
+        with open(args.model, "rb") as f:
+            flat = f.read()
+        arena = micro.find_arena_size(flat)
+        print(
+            f"{args.model}: flatbuffer {len(flat)} bytes (flash), "
+            f"TFLite Micro arena {arena} bytes (RAM, measured)\n"
+        )
+        print(memory.budget_table(arena, len(flat)))
+        return 0
+    import keras
+
+    import keras_mgrade  # noqa: F401
+
+    model = keras.saving.load_model(args.model)
+    fp = memory.footprint(model, args.precision)
+    print(fp.table())
+    print()
+    print(
+        f"parameters {fp.parameter_bytes} B (flash), state "
+        f"{fp.state_bytes} B + peak activations {fp.activation_bytes} B "
+        f"(RAM), at {fp.precision}\n"
+    )
+    print(memory.budget_table(fp.ram_bytes, fp.flash_bytes))
+    return 0
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="keras-mgrade", description=__doc__.split("\n")[0]
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    exp = sub.add_parser("export", help="write a streaming .tflite file")
+    exp.add_argument("model", help="a .keras model")
+    exp.add_argument("--int8", action="store_true", help="full-integer int8")
+    exp.add_argument("--calibration", help=".npy of input sequences")
+    exp.add_argument("--check", help=".npy of sequences for the check")
+    exp.add_argument("--out", help="output directory or .tflite path")
+    exp.add_argument("--steps-per-invoke", type=int, default=1)
+    exp.add_argument("--max-calibration-sequences", type=int, default=64)
+    rep = sub.add_parser("report", help="print the memory table")
+    rep.add_argument("model", help="a .keras model or a .tflite file")
+    rep.add_argument("--precision", default="int8", choices=("int8", "float32"))
+    args = parser.parse_args(argv)
+    if args.command == "export":
+        return _export(args)
+    return _report(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,258 @@
+"""Run a streaming `.tflite` file sample by sample, with its state fed
+back, on the TFLite Micro interpreter (the `tflite-micro` package, the
+real TFLite Micro runtime) or on LiteRT (`ai-edge-litert`, or the older
+`tflite_runtime`).
+
+The file follows the export contract (state `"io"`): input 0 is `x_t`,
+inputs `1..k` the states, output 0 `y_t`, outputs `1..k` the new states in
+the same order. Float inputs are quantized and int8 outputs dequantized
+here, with the file's own scales, so callers work in float.
+"""
+
+import contextlib
+import os
+import sys
+
+import numpy as np
+
+RUNTIMES = ("tflm", "litert")
+
+
+def _load_bytes(model):
+    if isinstance(model, bytes | bytearray):
+        return bytes(model)
+    with open(model, "rb") as f:
+        return f.read()
+
+
+def _quant(details, key_scales, key_zero_points):
+    q = details.get("quantization_parameters") or {}
+    scales = np.asarray(q.get(key_scales, []), "float64").ravel()
+    zeros = np.asarray(q.get(key_zero_points, []), "int64").ravel()
+    if scales.size == 0 or scales[0] == 0.0:
+        return None
+    return float(scales[0]), int(zeros[0])
+
+
+class _Tensor:
+    """Shape, dtype and (scale, zero point) of one input or output."""
+
+    def __init__(self, shape, dtype, quantization):
+        self.shape = tuple(int(d) for d in shape)
+        self.dtype = np.dtype(dtype)
+        self.quantization = quantization
+
+    def to_file(self, value):
+        value = np.asarray(value, "float32")
+        if value.size == 1:
+            value = np.broadcast_to(value.reshape(()), self.shape)
+        value = value.reshape(self.shape)
+        if self.quantization is None or self.dtype.kind == "f":
+            return value.astype(self.dtype)
+        scale, zero = self.quantization
+        info = np.iinfo(self.dtype)
+        q = np.round(value / scale) + zero
+        return np.clip(q, info.min, info.max).astype(self.dtype)
+
+    def from_file(self, value):
+        value = np.asarray(value)
+        if self.quantization is None or self.dtype.kind == "f":
+            return value.astype("float32")
+        scale, zero = self.quantization
+        return ((value.astype("float32") - zero) * scale).astype("float32")
+
+
+class StreamingInterpreter:
+    """A streaming `.tflite` file on TFLite Micro or LiteRT.
+
+    Args:
+        model: path or bytes of a `.tflite` file with state `"io"`.
+        runtime: `"tflm"` (TFLite Micro) or `"litert"`.
+        arena_size: TFLite Micro arena in bytes (default: 1 MiB).
+
+    Example:
+
+    >>> interp = StreamingInterpreter("model_int8.tflite")  # doctest: +SKIP
+    >>> y = interp.run(x)            # x: (timesteps, features), float
+    """
+
+    def __init__(self, model, runtime="tflm", arena_size=None):
+        if runtime not in RUNTIMES:
+            raise ValueError(
+                f"Unknown runtime. Expected one of {RUNTIMES}. Received: "
+                f"runtime={runtime!r}"
+            )
+        self.runtime = runtime
+        self.model_bytes = _load_bytes(model)
+        if runtime == "tflm":
+            from tflite_micro import runtime as tflm
+
+            self._interp = tflm.Interpreter.from_bytes(
+                self.model_bytes, arena_size=arena_size or (1 << 20)
+            )
+            with quiet_stderr():
+                n_in = _count(self._interp.get_input_details)
+                n_out = _count(self._interp.get_output_details)
+            self.inputs = [
+                _tflm_tensor(self._interp.get_input_details(i))
+                for i in range(n_in)
+            ]
+            self.outputs = [
+                _tflm_tensor(self._interp.get_output_details(i))
+                for i in range(n_out)
+            ]
+        else:
+            interpreter_cls = _litert_interpreter()
+            self._interp = interpreter_cls(model_content=self.model_bytes)
+            self._interp.allocate_tensors()
+            self._in = self._interp.get_input_details()
+            self._out = self._interp.get_output_details()
+            self.inputs = [_litert_tensor(d) for d in self._in]
+            self.outputs = [_litert_tensor(d) for d in self._out]
+        self.num_states = len(self.inputs) - 1
+        self.reset()
+
+    def reset(self):
+        """Restores the initial (zero) state."""
+        self.states = [
+            t.to_file(np.zeros(t.shape, "float32")) for t in self.inputs[1:]
+        ]
+        if self.runtime == "tflm":
+            self._interp.reset()
+
+    def step_raw(self, x_file):
+        """One invoke with `x_t` already in the file's dtype; returns the
+        raw outputs (file dtype) and keeps the new states."""
+        values = [x_file] + self.states
+        if self.runtime == "tflm":
+            for i, v in enumerate(values):
+                self._interp.set_input(v, i)
+            self._interp.invoke()
+            outs = [
+                np.array(self._interp.get_output(i))
+                for i in range(len(self.outputs))
+            ]
+        else:
+            for d, v in zip(self._in, values):
+                self._interp.set_tensor(d["index"], v)
+            self._interp.invoke()
+            outs = [
+                np.array(self._interp.get_tensor(d["index"])) for d in self._out
+            ]
+        # Copy the new states back unchanged (identical quantization).
+        self.states = outs[1:]
+        return outs
+
+    def step(self, x_t):
+        """One step in float: quantizes `x_t`, returns `y_t` dequantized."""
+        outs = self.step_raw(self.inputs[0].to_file(x_t))
+        return self.outputs[0].from_file(outs[0])
+
+    def run(self, sequence, reset=True):
+        """Streams one sequence `(timesteps, *features)` (a multiple of the
+        file's steps per invoke); returns the stacked outputs in float."""
+        if reset:
+            self.reset()
+        shape = self.inputs[0].shape[1:]
+        sequence = np.asarray(sequence)
+        k = shape[0] if len(shape) == sequence.ndim else 1
+        outputs = []
+        for t in range(0, sequence.shape[0], k):
+            x = sequence[t] if k == 1 else sequence[t : t + k]
+            y = self.step(x[None])
+            outputs.append(y[0])
+        if k == 1:
+            return np.stack(outputs, 0)
+        return np.concatenate(outputs, 0)
+
+
+def _count(get_details):
+    n = 0
+    while True:
+        try:
+            get_details(n)
+        except Exception:  # index out of range
+            return n
+        n += 1
+
+
+@contextlib.contextmanager
+def quiet_stderr():
+    """Silences C-level stderr (TFLite Micro prints allocation failures)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(os.devnull, "w") as devnull:
+        os.dup2(devnull.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def _tflm_tensor(details):
+    return _Tensor(
+        details["shape"],
+        details["dtype"],
+        _quant(details, "scales", "zero_points"),
+    )
+
+
+def _litert_tensor(details):
+    scale, zero = details.get("quantization", (0.0, 0))
+    quant = None if not scale else (float(scale), int(zero))
+    return _Tensor(details["shape"], details["dtype"], quant)
+
+
+def _litert_interpreter():
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        try:
+            from tflite_runtime.interpreter import Interpreter
+        except ImportError as e:
+            raise ImportError(
+                "LiteRT is not installed: `pip install ai-edge-litert` (or "
+                "`pip install keras-mgrade[tflite]`)."
+            ) from e
+    return Interpreter
+
+
+def stream_file(model, sequences, runtime="tflm", arena_size=None):
+    """Streams sequences `(n, timesteps, *features)` through a file.
+
+    Returns:
+        numpy float32 `(n, timesteps, *output)`: `y_t` at every step.
+    """
+    interp = StreamingInterpreter(model, runtime, arena_size)
+    return np.stack([interp.run(s) for s in np.asarray(sequences)], 0)
+
+
+def find_arena_size(model, low=256, high=1 << 24, granularity=16):
+    """The smallest TFLite Micro arena (bytes) in which the file allocates
+    and runs one step, found by bisection."""
+    model_bytes = _load_bytes(model)
+
+    def works(size):
+        try:
+            with quiet_stderr():
+                interp = StreamingInterpreter(
+                    model_bytes, "tflm", arena_size=size
+                )
+                interp.step_raw(interp.inputs[0].to_file(0.0))
+        except Exception:  # allocation failure is reported as an exception
+            return False
+        return True
+
+    if not works(high):
+        raise RuntimeError(
+            f"The model does not run on TFLite Micro even with an arena of "
+            f"{high} bytes (see the messages above)."
+        )
+    while high - low > granularity:
+        mid = (low + high) // 2
+        if works(mid):
+            high = mid
+        else:
+            low = mid
+    return high

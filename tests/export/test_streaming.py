@@ -1,0 +1,134 @@
+"""streaming_model: the step model equals the sequence model (every
+backend), steps_per_invoke, and the errors for what cannot stream."""
+
+import keras
+import numpy as np
+import pytest
+from helpers import to_numpy
+
+from keras_mgrade.export import state_specs
+from keras_mgrade.export import stream
+from keras_mgrade.export import streaming_model
+from keras_mgrade.layers import DCLSConv1D
+from keras_mgrade.layers import MinGRU
+from keras_mgrade.models import mgrade_classifier
+from keras_mgrade.models import mgrade_seq2seq
+
+
+def _x(batch=2, timesteps=40, features=3, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(batch, timesteps, features)).astype("float32")
+
+
+def _classifier(pooling="mean"):
+    return mgrade_classifier(
+        3,
+        4,
+        units=8,
+        num_layers=2,
+        kernel_taps=3,
+        max_delay=6,
+        pooling=pooling,
+        seed=1,
+    )
+
+
+@pytest.mark.parametrize("pooling", ["mean", "last"])
+def test_classifier_step_equals_call(pooling):
+    model = _classifier(pooling)
+    x = _x()
+    step = streaming_model(model, batch_size=2)
+    y, _ = stream(step, x)
+    # y_t is the output of the sequence ending at t: check several t.
+    for t in (0, 9, 39):
+        expected = to_numpy(model(x[:, : t + 1]))
+        np.testing.assert_allclose(y[:, t], expected, atol=2e-6)
+
+
+def test_mean_pooling_left_to_the_host():
+    model = _classifier("mean")
+    x = _x()
+    step = streaming_model(model, batch_size=2, without_pooling=True)
+    y, _ = stream(step, x)
+    np.testing.assert_allclose(y.mean(1), to_numpy(model(x)), atol=2e-6)
+    assert len(step.inputs) == len(streaming_model(model).inputs) - 2
+
+
+def test_seq2seq_and_sequential():
+    x = _x()
+    model = mgrade_seq2seq(
+        3, 2, units=8, num_layers=1, kernel_taps=2, max_delay=5, seed=2
+    )
+    y, _ = stream(streaming_model(model, batch_size=2), x)
+    np.testing.assert_allclose(y, to_numpy(model(x)), atol=2e-6)
+    seq = keras.Sequential(
+        [
+            keras.Input((None, 3)),
+            keras.layers.Dense(6, activation="tanh"),
+            DCLSConv1D(2, 5),
+            keras.layers.LayerNormalization(),
+            MinGRU(6, return_sequences=False),
+        ]
+    )
+    y, states = stream(streaming_model(seq, batch_size=2), x)
+    np.testing.assert_allclose(y[:, -1], to_numpy(seq(x)), atol=2e-6)
+    assert [s.shape for s in states] == [(2, 4, 6), (2, 6)]
+
+
+def test_steps_per_invoke_equals_single_steps():
+    model = _classifier()
+    x = _x(timesteps=12)
+    one, s1 = stream(streaming_model(model, batch_size=2), x)
+    four, s4 = stream(
+        streaming_model(model, batch_size=2, steps_per_invoke=4), x
+    )
+    np.testing.assert_allclose(four, one, atol=1e-6)
+    for a, b in zip(s4, s1):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_state_names_and_shapes():
+    model = _classifier()
+    specs = state_specs(model)
+    assert [n for n, _ in specs] == [
+        "mgrade_0/0",
+        "mgrade_0/1",
+        "mgrade_1/0",
+        "mgrade_1/1",
+        "pooling/0",
+        "pooling/1",
+    ]
+    step = streaming_model(model)
+    assert [tuple(t.shape[1:]) for t in step.inputs[1:]] == [
+        s for _, s in specs
+    ]
+    assert tuple(step.inputs[0].shape) == (1, 3)
+
+
+def test_unsupported_layer_is_named():
+    inputs = keras.Input((None, 3))
+    x = keras.layers.Conv1D(4, 3, padding="causal", name="my_conv")(inputs)
+    model = keras.Model(inputs, MinGRU(4)(x))
+    with pytest.raises(ValueError, match="'my_conv' of type Conv1D"):
+        streaming_model(model)
+    block = keras.Sequential(
+        [keras.Input((None, 3)), keras.layers.Dense(4, activation="gelu")]
+    )
+    with pytest.raises(ValueError, match="gelu"):
+        streaming_model(block)
+
+
+def test_bad_arguments():
+    model = _classifier()
+    with pytest.raises(ValueError, match="steps_per_invoke=0"):
+        streaming_model(model, steps_per_invoke=0)
+    dynamic = keras.Sequential(
+        [keras.Input((None, None)), keras.layers.Activation("tanh")]
+    )
+    with pytest.raises(ValueError, match=r"\(None, None, None\)"):
+        streaming_model(dynamic)
+    seq = mgrade_seq2seq(
+        3, 2, units=8, num_layers=1, kernel_taps=2, max_delay=4
+    )
+    with pytest.raises(ValueError, match="TemporalMeanPooling"):
+        streaming_model(seq, without_pooling=True)
