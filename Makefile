@@ -37,7 +37,7 @@ test: venv lint
 	@failed=""; \
 	for b in $(BACKENDS); do \
 		echo "=== KERAS_BACKEND=$$b"; \
-		KERAS_BACKEND=$$b $(BIN)/python -m pytest -q $(PYTEST_ARGS) \
+		KERAS_BACKEND=$$b $(BIN)/python -m pytest -q --durations=15 $(PYTEST_ARGS) \
 			|| failed="$$failed $$b"; \
 	done; \
 	if [ -n "$$failed" ]; then echo "FAILED on:$$failed"; exit 1; fi; \
