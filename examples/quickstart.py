@@ -18,8 +18,8 @@ the end): 4 classes. Steps:
 
 Expected (this machine, 2 CPU cores): about 97-100 % test accuracy for
 both float Keras and int8 TFLite Micro (they differ by at most a point or
-two), an arena of about 50 KB and a flatbuffer of about 50 KB: it fits
-every budget except the 20 KB KWS class. `--fast` (fewer and shorter
+two), a TFLite Micro arena of about 30 KB and a flatbuffer of 40-50 KB:
+it fits every budget except the 20 KB KWS class. `--fast` (fewer and shorter
 sequences) runs in under a minute.
 
     KERAS_BACKEND=tensorflow python examples/quickstart.py [--fast]
