@@ -79,7 +79,8 @@ class Footprint:
         parameter_bytes: their bytes (flash).
         state_bytes: persistent state bytes (RAM).
         activation_bytes: peak transient bytes of one step (RAM).
-        trainable_parameters: `model.count_params()`, for reference.
+        trainable_parameters: `model.count_params()` (every training-time
+            weight, including positions and `sigma`), for reference.
     """
 
     precision: str

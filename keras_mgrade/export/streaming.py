@@ -225,10 +225,6 @@ class StreamingStep(keras.layers.Layer):
         y = model._run_through_graph([x_t], operation_fn=operation_fn)
         return y[0] if isinstance(y, list | tuple) else y
 
-    def compute_output_spec(self, inputs):
-        # Run symbolically through `call` (shapes are static).
-        return super().compute_output_spec(inputs)
-
 
 def streaming_model(
     model,
