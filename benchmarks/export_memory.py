@@ -12,13 +12,20 @@ to int8 TFLite (calibrated on the quickstart task), and prints:
   TFLite Micro records it: the head (planned tensors: state in/out and
   activations) and the tail (interpreter bookkeeping: tensor and node
   structs, per-op persistent data);
-- the per-step latency of one invoke on the TFLite Micro interpreter.
+- the per-step latency of one invoke on the TFLite Micro interpreter;
+- the same model exported with `state="variables"`: flatbuffer and arena;
+- the flash taken by the generated `model_data.cc` on Cortex-M: compiled
+  with `arm-none-eabi-g++ -mcpu=<cpu> -mthumb -Os -c` for Cortex-M4, M7
+  and M55, section sizes from `arm-none-eabi-size` (skipped with a
+  message when the compiler is not installed: `apt-get install
+  gcc-arm-none-eabi`).
 
     KERAS_BACKEND=tensorflow python benchmarks/export_memory.py
 """
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -32,6 +39,7 @@ import numpy as np  # noqa: E402
 from keras_mgrade import datasets  # noqa: E402
 from keras_mgrade import memory  # noqa: E402
 from keras_mgrade.export import StreamingInterpreter  # noqa: E402
+from keras_mgrade.export import c_source  # noqa: E402
 from keras_mgrade.export import export_tflite  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "examples"))
@@ -62,6 +70,54 @@ def arena_split(path, arena):
     return int(head.group(1)), int(tail.group(1))
 
 
+CORTEX_M = ("cortex-m4", "cortex-m7", "cortex-m55")
+
+
+def cortex_m_flash(flat, ops):
+    """`{cpu: {section: bytes, "g_model_data": bytes}}` of the generated
+    `model_data.cc` compiled for each Cortex-M core, or None when
+    `arm-none-eabi-g++` is missing."""
+    compiler = shutil.which("arm-none-eabi-g++")
+    if compiler is None:
+        return None
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = c_source.write_c_sources(flat, ops, tmp)
+        for cpu in CORTEX_M:
+            obj = os.path.join(tmp, f"model_data_{cpu}.o")
+            build = subprocess.run(
+                [compiler, f"-mcpu={cpu}", "-mthumb", "-Os", "-c"]
+                + [paths["source"], "-I", tmp, "-o", obj],
+                capture_output=True,
+                text=True,
+            )
+            if build.returncode != 0:
+                results[cpu] = None  # this toolchain lacks the core
+                continue
+            sizes = subprocess.run(
+                ["arm-none-eabi-size", "-A", obj],
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
+            row = {
+                p[0]: int(p[1])
+                for p in (ln.split() for ln in sizes.splitlines())
+                if len(p) >= 2 and p[0] in (".text", ".rodata", ".data")
+            }
+            symbols = subprocess.run(
+                ["arm-none-eabi-nm", "-S", obj],
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
+            for line in symbols.splitlines():
+                if line.endswith(" g_model_data"):
+                    row["g_model_data"] = int(line.split()[1], 16)
+            results[cpu] = row
+    return results
+
+
 def weight_bytes(flat):
     from tensorflow.lite.tools import flatbuffer_utils
 
@@ -80,6 +136,14 @@ def main():
         with open(path, "rb") as f:
             flat = f.read()
         head, tail = arena_split(path, report["arena_bytes"])
+        var_report = export_tflite(
+            model,
+            os.path.join(tmp, "demo_int8_variables.tflite"),
+            quantize="int8",
+            state="variables",
+            representative_data=x,
+            verbose=False,
+        )
     fp = memory.footprint(model, "int8")
     analytic_ram = fp.state_bytes + fp.activation_bytes
     arena = report["arena_bytes"]
@@ -124,6 +188,36 @@ def main():
         f"per-step latency on the TFLite Micro interpreter (host): "
         f"{latency * 1e6:.1f} us"
     )
+    print(
+        f"state variables: flatbuffer {var_report['flatbuffer_bytes']} B "
+        f"({var_report['flatbuffer_bytes'] - len(flat):+d} B), arena "
+        f"{var_report['arena_bytes']} B "
+        f"({var_report['arena_bytes'] - arena:+d} B), max |file - keras| "
+        f"{var_report['max_abs_deviation']:.3g} (io: "
+        f"{report['max_abs_deviation']:.3g})"
+    )
+    flash = cortex_m_flash(flat, report["ops"])
+    if flash is None:
+        print(
+            "Cortex-M flash: skipped, arm-none-eabi-g++ not found "
+            "(apt-get install gcc-arm-none-eabi)"
+        )
+        return
+    version = subprocess.run(
+        ["arm-none-eabi-g++", "--version"], capture_output=True, text=True
+    ).stdout.splitlines()[0]
+    print(f"Cortex-M flash of model_data.o ({version}, -mthumb -Os):")
+    for cpu, row in flash.items():
+        if row is None:
+            print(f"  {cpu}: not supported by this compiler")
+            continue
+        padding = row[".rodata"] - len(flat) - 4
+        print(
+            f"  {cpu}: .rodata {row['.rodata']} B = flatbuffer {len(flat)}"
+            f" B + g_model_data_len 4 B + alignment padding {padding} B; "
+            f"g_model_data symbol {row.get('g_model_data')} B; .text "
+            f"{row.get('.text', 0)} B, .data {row.get('.data', 0)} B"
+        )
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ def sigmoid_gelu(x):
 
     >>> import numpy as np
     >>> y = sigmoid_gelu(np.array([-1.0, 0.0, 2.0], "float32"))
-    >>> np.round(keras.ops.convert_to_numpy(y), 3).tolist()
+    >>> [round(float(v), 3) for v in keras.ops.convert_to_numpy(y)]
     [-0.154, 0.0, 1.936]
 
     Reference:

@@ -1,12 +1,15 @@
 """The `keras-mgrade` command line.
 
-    keras-mgrade export MODEL.keras [--int8 --calibration DATA.npy]
+    keras-mgrade export MODEL.keras [--int8 [--calibration DATA.npy]]
                         [--out DIR_OR_FILE.tflite] [--steps-per-invoke K]
+                        [--state io|variables]
     keras-mgrade report MODEL.keras|MODEL.tflite
 
 `export` converts under the TensorFlow backend whatever backend the model
 was trained on; with `--out DIR` it writes `DIR/model_<precision>.tflite`,
-its JSON report and the C sources (`model_data.h/.cc`, `model_ops.h`).
+its JSON report and the C sources (`model_data.h/.cc`, `model_ops.h`);
+with `--state variables` the file is `DIR/model_<precision>_variables.tflite`
+(states in resource variables, for TFLite Micro).
 `report` prints the memory table against MCU budgets: analytic for a
 `.keras` model, measured (flatbuffer and TFLite Micro arena) for a
 `.tflite` file.
@@ -33,13 +36,15 @@ def _export(args):
     import keras_mgrade  # noqa: F401  (registers the layers)
     from keras_mgrade.export import c_source
     from keras_mgrade.export.tflite import export_tflite
+    from keras_mgrade.quantization import is_quantized
 
-    if args.int8 and not args.calibration:
+    model = keras.saving.load_model(args.model)
+    if args.int8 and not args.calibration and not is_quantized(model):
         raise SystemExit(
             "error: --int8 needs --calibration DATA.npy (whole input "
-            "sequences, shape (n, timesteps, features))"
+            "sequences, shape (n, timesteps, features)), unless the model "
+            "was trained with keras_mgrade.quantization.quantize_model"
         )
-    model = keras.saving.load_model(args.model)
     data = np.load(args.calibration) if args.calibration else None
     check = np.load(args.check) if args.check else None
     precision = "int8" if args.int8 else "float32"
@@ -47,11 +52,14 @@ def _export(args):
     if out.endswith(".tflite"):
         path, c_dir = out, None
     else:
-        path, c_dir = os.path.join(out, f"model_{precision}.tflite"), out
+        suffix = "_variables" if args.state == "variables" else ""
+        name = f"model_{precision}{suffix}.tflite"
+        path, c_dir = os.path.join(out, name), out
     report = export_tflite(
         model,
         path,
         quantize="int8" if args.int8 else None,
+        state=args.state,
         representative_data=data,
         steps_per_invoke=args.steps_per_invoke,
         check_data=check,
@@ -60,7 +68,12 @@ def _export(args):
     if c_dir is not None:
         with open(path, "rb") as f:
             flat = f.read()
-        paths = c_source.write_c_sources(flat, report["ops"], c_dir)
+        paths = c_source.write_c_sources(
+            flat,
+            report["ops"],
+            c_dir,
+            num_variables=len(report.get("variables", [])),
+        )
         print("C sources:", ", ".join(sorted(paths.values())))
     print(json.dumps({k: report[k] for k in ("ops", "arena_bytes")}))
     return 0
@@ -110,6 +123,12 @@ def main(argv=None):
     exp.add_argument("--check", help=".npy of sequences for the check")
     exp.add_argument("--out", help="output directory or .tflite path")
     exp.add_argument("--steps-per-invoke", type=int, default=1)
+    exp.add_argument(
+        "--state",
+        default="io",
+        choices=("io", "variables"),
+        help="states as inputs/outputs (io) or resource variables",
+    )
     exp.add_argument("--max-calibration-sequences", type=int, default=64)
     rep = sub.add_parser("report", help="print the memory table")
     rep.add_argument("model", help="a .keras model or a .tflite file")

@@ -6,6 +6,8 @@ import os
 # TFLite builtin op name -> MicroMutableOpResolver method.
 RESOLVER_METHODS = {
     "ADD": "AddAdd",
+    "ASSIGN_VARIABLE": "AddAssignVariable",
+    "CALL_ONCE": "AddCallOnce",
     "CONCATENATION": "AddConcatenation",
     "DEPTHWISE_CONV_2D": "AddDepthwiseConv2D",
     "DEQUANTIZE": "AddDequantize",
@@ -21,6 +23,7 @@ RESOLVER_METHODS = {
     "MUL": "AddMul",
     "PACK": "AddPack",
     "QUANTIZE": "AddQuantize",
+    "READ_VARIABLE": "AddReadVariable",
     "RELU": "AddRelu",
     "RELU6": "AddRelu6",
     "RESHAPE": "AddReshape",
@@ -33,11 +36,14 @@ RESOLVER_METHODS = {
     "SUM": "AddSum",
     "TANH": "AddTanh",
     "UNPACK": "AddUnpack",
+    "VAR_HANDLE": "AddVarHandle",
 }
 
 
-def resolver_source(ops, name="model"):
-    """The C++ header registering exactly `ops` (TFLite op names)."""
+def resolver_source(ops, name="model", num_variables=0):
+    """The C++ header registering exactly `ops` (TFLite op names), with
+    `k<Name>NumVariables`: the resource variables a `state="variables"`
+    file needs (`MicroResourceVariables::Create`), 0 for an `io` file."""
     missing = sorted(set(ops) - set(RESOLVER_METHODS))
     if missing:
         raise ValueError(
@@ -56,6 +62,7 @@ def resolver_source(ops, name="model"):
         f"constexpr int k{_camel(name)}NumOps = {len(ops)};",
         f"using {_camel(name)}OpResolver =",
         f"    tflite::MicroMutableOpResolver<k{_camel(name)}NumOps>;",
+        f"constexpr int k{_camel(name)}NumVariables = {int(num_variables)};",
         "",
         f"inline TfLiteStatus Register{_camel(name)}Ops(",
         f"    {_camel(name)}OpResolver& resolver) {{",
@@ -110,9 +117,10 @@ def array_sources(flat, name="model"):
     return header, source
 
 
-def write_c_sources(flat, ops, out_dir, name="model"):
+def write_c_sources(flat, ops, out_dir, name="model", num_variables=0):
     """Writes `<name>_data.h/.cc` and `<name>_ops.h` into `out_dir`;
-    returns their paths."""
+    returns their paths. `num_variables`: `len(report["variables"])` for
+    a `state="variables"` file."""
     os.makedirs(out_dir, exist_ok=True)
     header, source = array_sources(flat, name)
     paths = {
@@ -123,7 +131,7 @@ def write_c_sources(flat, ops, out_dir, name="model"):
     for key, text in (
         ("header", header),
         ("source", source),
-        ("ops", resolver_source(ops, name)),
+        ("ops", resolver_source(ops, name, num_variables)),
     ):
         with open(paths[key], "w") as f:
             f.write(text)

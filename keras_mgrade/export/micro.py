@@ -3,10 +3,12 @@ back, on the TFLite Micro interpreter (the `tflite-micro` package, the
 real TFLite Micro runtime) or on LiteRT (`ai-edge-litert`, or the older
 `tflite_runtime`).
 
-The file follows the export contract (state `"io"`): input 0 is `x_t`,
+The file follows the export contract. State `"io"`: input 0 is `x_t`,
 inputs `1..k` the states, output 0 `y_t`, outputs `1..k` the new states in
-the same order. Float inputs are quantized and int8 outputs dequantized
-here, with the file's own scales, so callers work in float.
+the same order, fed back here after each invoke. State `"variables"`: one
+input `x_t`, one output `y_t`, the states kept by the runtime in resource
+variables. Float inputs are quantized and int8 outputs dequantized here,
+with the file's own scales, so callers work in float.
 """
 
 import contextlib
@@ -65,15 +67,35 @@ class _Tensor:
 class StreamingInterpreter:
     """A streaming `.tflite` file on TFLite Micro or LiteRT.
 
+    `state` is `"io"` (states fed back by this class, kept in `states`),
+    `"variables"` (resource variables inside the file: nothing to feed)
+    or `"none"` (a model without state). `reset()` restores the zero
+    state: for `"variables"` on TFLite Micro it calls the interpreter's
+    `reset()`; on LiteRT, whose `reset_all_variables()` does not restore
+    it, it re-creates the interpreter.
+
     Args:
-        model: path or bytes of a `.tflite` file with state `"io"`.
+        model: path or bytes of a `.tflite` file from `export_tflite`.
         runtime: `"tflm"` (TFLite Micro) or `"litert"`.
         arena_size: TFLite Micro arena in bytes (default: 1 MiB).
 
     Example:
 
-    >>> interp = StreamingInterpreter("model_int8.tflite")  # doctest: +SKIP
-    >>> y = interp.run(x)            # x: (timesteps, features), float
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> from keras_mgrade.export import export_tflite
+    >>> from keras_mgrade.models import mgrade_seq2seq
+    >>> model = mgrade_seq2seq(1, 1, units=8, num_layers=1, max_delay=4,
+    ...                        kernel_taps=2)
+    >>> path = os.path.join(tempfile.mkdtemp(), "model.tflite")
+    >>> _ = export_tflite(model, path, verbose=False)
+    >>> interp = StreamingInterpreter(path)
+    >>> x = np.random.default_rng(0).normal(size=(32, 1)).astype("float32")
+    >>> y = interp.run(x)            # one sample per invoke, state fed back
+    >>> y.shape
+    (32, 1)
+    >>> float(np.abs(y - model.predict(x[None], verbose=0)[0]).max()) < 1e-4
+    True
     """
 
     def __init__(self, model, runtime="tflm", arena_size=None):
@@ -84,11 +106,23 @@ class StreamingInterpreter:
             )
         self.runtime = runtime
         self.model_bytes = _load_bytes(model)
-        if runtime == "tflm":
+        self.arena_size = arena_size or (1 << 20)
+        self._open()
+        self.num_states = len(self.inputs) - 1
+        if self.num_states:
+            self.state = "io"
+        else:
+            has = _has_variables(self.model_bytes)
+            self.state = "variables" if has else "none"
+        self.reset()
+
+    def _open(self):
+        self._invoked = False
+        if self.runtime == "tflm":
             from tflite_micro import runtime as tflm
 
             self._interp = tflm.Interpreter.from_bytes(
-                self.model_bytes, arena_size=arena_size or (1 << 20)
+                self.model_bytes, arena_size=self.arena_size
             )
             with quiet_stderr():
                 n_in = _count(self._interp.get_input_details)
@@ -109,8 +143,6 @@ class StreamingInterpreter:
             self._out = self._interp.get_output_details()
             self.inputs = [_litert_tensor(d) for d in self._in]
             self.outputs = [_litert_tensor(d) for d in self._out]
-        self.num_states = len(self.inputs) - 1
-        self.reset()
 
     def reset(self):
         """Restores the initial (zero) state."""
@@ -119,11 +151,15 @@ class StreamingInterpreter:
         ]
         if self.runtime == "tflm":
             self._interp.reset()
+        elif self.state == "variables" and self._invoked:
+            # LiteRT's reset_all_variables() keeps the last values.
+            self._open()
 
     def step_raw(self, x_file):
         """One invoke with `x_t` already in the file's dtype; returns the
         raw outputs (file dtype) and keeps the new states."""
         values = [x_file] + self.states
+        self._invoked = True
         if self.runtime == "tflm":
             for i, v in enumerate(values):
                 self._interp.set_input(v, i)
@@ -164,6 +200,15 @@ class StreamingInterpreter:
         if k == 1:
             return np.stack(outputs, 0)
         return np.concatenate(outputs, 0)
+
+
+def _has_variables(model_bytes):
+    """Whether the file holds resource variables (`VAR_HANDLE` ops)."""
+    try:
+        from tflite_micro import runtime as tflm
+    except ImportError:  # LiteRT only: re-creating on reset is harmless
+        return True
+    return tflm.count_resource_variables(model_bytes) > 0
 
 
 def _count(get_details):

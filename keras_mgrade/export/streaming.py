@@ -14,6 +14,7 @@ from keras import ops
 from keras_mgrade import _utils
 from keras_mgrade.layers import streaming_ops
 from keras_mgrade.layers.temporal_mean_pooling import TemporalMeanPooling
+from keras_mgrade.quantization import points
 
 # Layers applied per step as they are (no time axis, no state).
 _AS_IS = (
@@ -122,7 +123,7 @@ def _step_fn(layer, states):
         return lambda x, *a, **k: streaming_ops.layer_norm(x, layer)
     if isinstance(layer, keras.layers.Activation):
         fn = streaming_ops.step_activation(
-            layer.activation, f"{layer.name}.activation"
+            layer.activation, f"{layer.name}.activation", owner=layer
         )
         return lambda x, *a, **k: fn(x)
     if isinstance(layer, keras.layers.Embedding):
@@ -139,6 +140,73 @@ def _step_fn(layer, states):
     )
 
 
+# Layers whose step has no quantization points of its own: their output
+# is quantized as one point (Add, Rescaling, elementwise operations, ...).
+_QUANTIZED_INSIDE = (
+    keras.layers.Dense,
+    keras.layers.LayerNormalization,
+    keras.layers.RMSNormalization,
+    keras.layers.Activation,
+    keras.layers.Dropout,
+    keras.layers.InputLayer,
+)
+
+
+def _layers_with_state(model, without_pooling):
+    return [
+        layer
+        for layer in stateful_layers(model)
+        if not (without_pooling and layer is model.layers[-1])
+    ]
+
+
+def run_step(model, x_t, flat_states, without_pooling=False):
+    """One time step of `model`: `(y_t, new_flat_states)`.
+
+    `flat_states` lists the states of the model's stateful layers in
+    `stateful_layers` order (see `state_specs`). Inside a quantization scope
+    (`keras_mgrade.quantization`) the step's quantization points are
+    fake-quantized; the input is a point of its own.
+    """
+    layers_with_state = _layers_with_state(model, without_pooling)
+    states, i = {}, 0
+    for layer in layers_with_state:
+        n = len(layer.state_shapes)
+        states[id(layer)] = list(flat_states[i : i + n])
+        i += n
+    if points.quantizing():
+        with points.within("inputs"):
+            x_t = points.activation(None, "x", x_t)
+    last = model.layers[-1]
+
+    def operation_fn(op):
+        if op is last and without_pooling:
+            return lambda x, *a, **k: x
+        fn = _step_fn(op, states)
+        if not points.quantizing():
+            return fn
+
+        def quantized(*args, **kwargs):
+            with points.within(op.name):
+                y = fn(*args, **kwargs)
+                if not (is_stateful(op) or isinstance(op, _QUANTIZED_INSIDE)):
+                    y = points.activation(op, "output", y)
+            return y
+
+        return quantized
+
+    if isinstance(model, keras.Sequential):
+        y = x_t
+        for layer in model.layers:
+            if not isinstance(layer, keras.layers.InputLayer):
+                y = operation_fn(layer)(y)
+    else:
+        y = model._run_through_graph([x_t], operation_fn=operation_fn)
+        y = y[0] if isinstance(y, list | tuple) else y
+    new = [s for layer in layers_with_state for s in states[id(layer)]]
+    return y, new
+
+
 class StreamingStep(keras.layers.Layer):
     """One (or `steps_per_invoke`) step(s) of a sequence model.
 
@@ -152,8 +220,10 @@ class StreamingStep(keras.layers.Layer):
         without_pooling: bool, stop before a final `TemporalMeanPooling`
             (the host keeps the running mean).
         state_ranges: None, or one `(min, max)` per state: fake-quantize
-            each state input and output to that range (int8 export: the
-            state's input and output then get identical quantization).
+            each state input and output to that range.
+        quantizer: None, or a `keras_mgrade.quantization.QuantizedModel`
+            of `model`: fake-quantize every quantization point with its
+            learned ranges (the graph the int8 exporter converts).
     """
 
     def __init__(
@@ -162,18 +232,16 @@ class StreamingStep(keras.layers.Layer):
         steps_per_invoke=1,
         without_pooling=False,
         state_ranges=None,
+        quantizer=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.source = model
         self.steps_per_invoke = steps_per_invoke
         self.without_pooling = without_pooling
-        self.layers_with_state = [
-            layer
-            for layer in stateful_layers(model)
-            if not (without_pooling and layer is model.layers[-1])
-        ]
+        self.layers_with_state = _layers_with_state(model, without_pooling)
         self.state_ranges = state_ranges
+        self.quantizer = quantizer
 
     def _fake_quant(self, value, index):
         if self.state_ranges is None:
@@ -185,45 +253,19 @@ class StreamingStep(keras.layers.Layer):
 
     def call(self, inputs):
         x, *flat = inputs
-        states, i = {}, 0
-        for layer in self.layers_with_state:
-            n = len(layer.state_shapes)
-            states[id(layer)] = [
-                self._fake_quant(s, i + j)
-                for j, s in enumerate(flat[i : i + n])
-            ]
-            i += n
+        flat = [self._fake_quant(s, i) for i, s in enumerate(flat)]
+        if self.quantizer is not None:
+            context = points.scope(self.quantizer.quantization_scope("export"))
+        else:
+            context = points.scope(points.FoldWeights())
         outputs = []
-        for t in range(self.steps_per_invoke):
-            x_t = x if self.steps_per_invoke == 1 else x[:, t]
-            outputs.append(self._one_step(x_t, states))
+        with context:
+            for t in range(self.steps_per_invoke):
+                x_t = x if self.steps_per_invoke == 1 else x[:, t]
+                y, flat = run_step(self.source, x_t, flat, self.without_pooling)
+                outputs.append(y)
         y = outputs[0] if len(outputs) == 1 else ops.stack(outputs, axis=1)
-        new, i = [], 0
-        for layer in self.layers_with_state:
-            for s in states[id(layer)]:
-                new.append(self._fake_quant(s, i))
-                i += 1
-        return [y] + new
-
-    def _one_step(self, x_t, states):
-        model = self.source
-        layers = model.layers
-        if self.without_pooling:
-            layers = layers[:-1]
-
-        def operation_fn(op):
-            if op is model.layers[-1] and self.without_pooling:
-                return lambda x, *a, **k: x
-            return _step_fn(op, states)
-
-        if isinstance(model, keras.Sequential):
-            y = x_t
-            for layer in layers:
-                if not isinstance(layer, keras.layers.InputLayer):
-                    y = operation_fn(layer)(y)
-            return y
-        y = model._run_through_graph([x_t], operation_fn=operation_fn)
-        return y[0] if isinstance(y, list | tuple) else y
+        return [y] + [self._fake_quant(s, i) for i, s in enumerate(flat)]
 
 
 def streaming_model(
@@ -252,7 +294,11 @@ def streaming_model(
         batch_size: int, the static batch size. Defaults to `1` (the
             deployed form); a larger value streams several sequences.
         state_ranges: None, or one `(min, max)` per state (see
-            `StreamingStep`), used by the int8 exporter.
+            `StreamingStep`).
+
+    A `keras_mgrade.quantization.QuantizedModel` streams as the step graph
+    of its source model with every quantization point fake-quantized at
+    its learned range (what its int8 file computes).
 
     Returns:
         A `keras.Model` with inputs `[x_t, *states]` and outputs
@@ -273,12 +319,16 @@ def streaming_model(
         "steps_per_invoke", steps_per_invoke
     )
     batch_size = _utils.check_positive_int("batch_size", batch_size)
+    quantizer = None
+    if hasattr(model, "quantization_scope"):
+        quantizer, model = model, model.source
     check_streamable(model, without_pooling)
     step = StreamingStep(
         model,
         steps_per_invoke=steps_per_invoke,
         without_pooling=without_pooling,
         state_ranges=state_ranges,
+        quantizer=quantizer,
         name="streaming_step",
     )
     in_spec = model.inputs[0]

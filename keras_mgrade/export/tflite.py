@@ -17,15 +17,17 @@ import time
 
 import keras
 import numpy as np
+from keras import ops
 
 from keras_mgrade import _utils
 from keras_mgrade.export import micro
+from keras_mgrade.export import variables
 from keras_mgrade.export.streaming import stream
 from keras_mgrade.export.streaming import streaming_model
 from keras_mgrade.layers.temporal_mean_pooling import TemporalMeanPooling
 
 QUANTIZE = (None, "int8")
-STATES = ("io",)
+STATES = ("io", "variables")
 # Ops of the step graph known to run on TFLite Micro (int8 and float).
 TFLM_OPS = {
     "ADD",
@@ -56,6 +58,11 @@ TFLM_OPS = {
     "HARD_SWISH",
     "UNPACK",
     "SQUARE",
+    # state="variables"
+    "VAR_HANDLE",
+    "READ_VARIABLE",
+    "ASSIGN_VARIABLE",
+    "CALL_ONCE",
 }
 # Ops whose int8 kernel requantizes to its output tensor's scale, so the
 # output quantization may be set freely.
@@ -114,10 +121,11 @@ def export_tflite(
 ):
     """Writes a streaming `.tflite` file and returns its report.
 
-    The file is the single-step model of `streaming_model`: input 0 `x_t`,
-    inputs `1..k` the states, output 0 `y_t`, outputs `1..k` the new states
-    in the same order (tensors named `x_t`, `state_i`, `y_t`,
-    `new_state_i`), TFLite builtin ops only. With `quantize="int8"`:
+    The file is the single-step model of `streaming_model`, TFLite builtin
+    ops only. With the default `state="io"`: input 0 `x_t`, inputs `1..k`
+    the states, output 0 `y_t`, outputs `1..k` the new states in the same
+    order (tensors named `x_t`, `state_i`, `y_t`, `new_state_i`); with
+    `state="variables"` only `x_t` and `y_t`. With `quantize="int8"`:
     full-integer, int8 inputs and outputs, and each state's input and
     output share one scale and zero point, so firmware copies the output
     bytes to the input unchanged. For an int8 classifier with mean pooling,
@@ -130,8 +138,20 @@ def export_tflite(
         path: where to write the `.tflite`; the report goes beside it as
             `<path without .tflite>.json`.
         quantize: `None` (float32) or `"int8"`.
-        state: `"io"` (the only form written: states are explicit inputs
-            and outputs, portable to every runtime).
+        state: `"io"` (default: states are explicit inputs and outputs,
+            portable to every runtime) or `"variables"`: the states live
+            in the graph as resource variables (`VAR_HANDLE`,
+            `READ_VARIABLE`, `ASSIGN_VARIABLE`, a `CALL_ONCE` initialiser
+            setting them to zero); the file's only input is `x_t` and only
+            output `y_t`. It is the `io` file with its state tensors
+            moved into variables (see `keras_mgrade.export.variables`), so
+            both compute the same outputs; in int8 the variables are int8
+            with the `io` file's state scale and zero point. Meant for
+            TFLite Micro: the firmware creates `MicroResourceVariables`
+            for one variable per state, and `MicroInterpreter::Reset()`
+            restores the zero state. LiteRT runs the file too, but its
+            `reset_all_variables()` does not restore the zero state:
+            re-create the interpreter to start a new stream.
         representative_data: whole input sequences `(n, timesteps, ...)`
             (or an iterable of such arrays); needed for `"int8"`. They are
             streamed through the float step model to calibrate the inputs,
@@ -147,13 +167,22 @@ def export_tflite(
         (smallest TFLite Micro arena, measured), `inputs`/`outputs`
         (name, shape, dtype, scale, zero point), `max_abs_deviation` (file
         on TFLite Micro vs the Keras model over the check sequences),
-        `host_pooling`, `quantize`, `steps_per_invoke`.
+        `host_pooling`, `quantize`, `state`, `steps_per_invoke`, and
+        for `state="variables"` `variables` (name, shape, dtype, scale,
+        zero point of each state variable, in `state_specs` order).
 
     Example:
 
-    >>> report = export_tflite(model, "out/model.tflite")  # doctest: +SKIP
-    >>> report["ops"]
-    ['ADD', 'CONCATENATION', 'DEPTHWISE_CONV_2D', ...]
+    >>> import os, tempfile
+    >>> from keras_mgrade.models import mgrade_classifier
+    >>> model = mgrade_classifier(2, 3, units=8, num_layers=1, max_delay=4,
+    ...                           kernel_taps=2)
+    >>> path = os.path.join(tempfile.mkdtemp(), "model.tflite")
+    >>> report = export_tflite(model, path, verbose=False)
+    >>> [e["name"] for e in report["inputs"]]
+    ['x_t', 'state_0', 'state_1', 'state_2', 'state_3']
+    >>> report["max_abs_deviation"] < 1e-4
+    True
     """
     if quantize not in QUANTIZE:
         raise ValueError(
@@ -162,8 +191,7 @@ def export_tflite(
         )
     if state not in STATES:
         raise ValueError(
-            f"Invalid `state`. Expected one of {STATES} (resource-variable "
-            f"state is not written by this version). Received: "
+            f"Invalid `state`. Expected one of {STATES}. Received: "
             f"state={state!r}"
         )
     steps_per_invoke = _utils.check_positive_int(
@@ -173,12 +201,19 @@ def export_tflite(
         representative_data, "representative_data"
     )
     check_data = _as_sequences(check_data, "check_data")
-    if quantize == "int8" and representative_data is None:
+    qat = hasattr(model, "quantization_scope")
+    if qat and quantize is None:
+        model = model.source  # the float file of a QAT model
+        qat = False
+    if quantize == "int8" and representative_data is None and not qat:
         raise ValueError(
             "quantize='int8' needs calibration data: pass "
-            "`representative_data` (whole input sequences). Received: "
+            "`representative_data` (whole input sequences), or train the "
+            "model with keras_mgrade.quantization.quantize_model. Received: "
             "representative_data=None"
         )
+    if qat:
+        _check_qat_exportable(model)
     if keras.backend.backend() != "tensorflow":
         return _export_in_subprocess(
             model,
@@ -188,12 +223,16 @@ def export_tflite(
             steps_per_invoke,
             check_data,
             max_calibration_sequences,
+            state,
         )
     tf = _require_tensorflow()
     log = print if verbose else (lambda *a, **k: None)
     start = time.perf_counter()
+    source = model.source if qat else model
     host_pooling = None
-    if quantize == "int8" and isinstance(model.layers[-1], TemporalMeanPooling):
+    if quantize == "int8" and isinstance(
+        source.layers[-1], TemporalMeanPooling
+    ):
         host_pooling = "mean"
     step = streaming_model(
         model,
@@ -202,7 +241,13 @@ def export_tflite(
     )
     converter = tf.lite.TFLiteConverter.from_keras_model(step)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    if quantize == "int8":
+    if qat:
+        # The fake-quant ops of the step graph carry the learned ranges:
+        # the converter quantizes from them, without calibration.
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+    elif quantize == "int8":
         samples = _calibration_samples(
             model,
             representative_data[:max_calibration_sequences],
@@ -227,6 +272,13 @@ def export_tflite(
     with micro.quiet_stderr(), contextlib.redirect_stdout(io.StringIO()):
         flat = converter.convert()
     flat, layout = _fix_io(flat, len(step.inputs) - 1, quantize)
+    if state == "variables":
+        flat, _ = variables.to_variables(flat)
+        layout = {
+            "inputs": layout["inputs"][:1],
+            "outputs": layout["outputs"][:1],
+            "variables": layout["inputs"][1:],
+        }
     ops_used = _op_names(flat)
     unknown = sorted(set(ops_used) - TFLM_OPS)
     if unknown:
@@ -244,7 +296,7 @@ def export_tflite(
             check_data = representative_data[:4]
         else:
             shape = (2, 64 * steps_per_invoke) + tuple(
-                model.inputs[0].shape[2:]
+                source.inputs[0].shape[2:]
             )
             rng = np.random.default_rng(0)
             check_data = rng.normal(size=shape).astype("float32")
@@ -260,7 +312,10 @@ def export_tflite(
         "arena_bytes": arena,
         "inputs": layout["inputs"],
         "outputs": layout["outputs"],
+        **({"variables": layout["variables"]} if "variables" in layout else {}),
         "max_abs_deviation": deviation,
+        **_deviation_lsb(deviation, layout, quantize),
+        "quantization": "qat" if qat else ("ptq" if quantize else None),
         "check_sequences": int(check_data.shape[0]),
         "check_timesteps": int(check_data.shape[1]),
         "seconds": round(time.perf_counter() - start, 2),
@@ -319,10 +374,37 @@ def _compiled(step_model):
     return lambda values: [t.numpy() for t in run(values)]
 
 
+def _check_qat_exportable(model):
+    if not model.built or not float(ops.convert_to_numpy(model.initialized)):
+        raise ValueError(
+            "The quantization-aware model has no learned ranges yet: train "
+            "it (fit) before exporting it to int8. Received: model "
+            f"{model.name!r}"
+        )
+    for name, config in model.layer_configs.items():
+        if (config.weight_bits, config.activation_bits) != (8, 8):
+            raise ValueError(
+                "An int8 file needs 8-bit weights and activations. Received: "
+                f"config[{name!r}] with weight_bits={config.weight_bits}, "
+                f"activation_bits={config.activation_bits}"
+            )
+
+
+def _deviation_lsb(deviation, layout, quantize):
+    # The deviation in steps of the int8 output (y_t) grid.
+    if quantize != "int8":
+        return {}
+    scale = layout["outputs"][0].get("scale")
+    if not scale:
+        return {}
+    return {"max_deviation_output_lsb": round(deviation / scale, 3)}
+
+
 def _deviation(step, flat, sequences, arena):
     """Max |TFLite Micro file - Keras step model| over whole sequences."""
+    inner = step.layers[-1]
     batch_step = streaming_model(
-        step.layers[-1].source,
+        inner.quantizer or inner.source,
         steps_per_invoke=step.layers[-1].steps_per_invoke,
         without_pooling=step.layers[-1].without_pooling,
         batch_size=sequences.shape[0],
@@ -337,8 +419,9 @@ def _op_names(flat):
 
     graph = flatbuffer_utils.read_model_from_bytearray(bytearray(flat))
     names = set()
-    for op in graph.subgraphs[0].operators:
-        names.add(flatbuffer_utils.opcode_to_name(graph, op.opcodeIndex))
+    for sub in graph.subgraphs:
+        for op in sub.operators:
+            names.add(flatbuffer_utils.opcode_to_name(graph, op.opcodeIndex))
     return sorted(names)
 
 
@@ -444,7 +527,14 @@ def _layout(graph, inputs, outputs, in_names, out_names):
 
 
 def _export_in_subprocess(
-    model, path, quantize, data, k, check_data, max_calibration_sequences
+    model,
+    path,
+    quantize,
+    data,
+    k,
+    check_data,
+    max_calibration_sequences,
+    state="io",
 ):
     """Saves the model and converts it under KERAS_BACKEND=tensorflow."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -462,11 +552,15 @@ def _export_in_subprocess(
             str(k),
             "--max-calibration-sequences",
             str(max_calibration_sequences),
+            "--state",
+            state,
         ]
         if quantize == "int8":
+            cmd += ["--int8"]
+        if quantize == "int8" and data is not None:
             cal = os.path.join(tmp, "calibration.npy")
             np.save(cal, data)
-            cmd += ["--int8", "--calibration", cal]
+            cmd += ["--calibration", cal]
         if check_data is not None:
             chk = os.path.join(tmp, "check.npy")
             np.save(chk, check_data)

@@ -8,6 +8,7 @@ from keras import ops
 from keras import regularizers
 
 from keras_mgrade import _utils
+from keras_mgrade.quantization import points
 
 POSITION_INITIALIZERS = ("evenly_spaced", "uniform")
 
@@ -478,11 +479,14 @@ class DCLSConv1D(keras.layers.Layer):
         Returns:
             `(y_t, [new_fifo])`.
         """
-        x = ops.expand_dims(inputs_t, 1)
+        # Quantization points (identities unless quantization-aware
+        # training is active): the input, the FIFO and the window share
+        # one range, so the int8 FIFO is a plain copy of int8 samples.
+        x = ops.expand_dims(points.state(self, "fifo", inputs_t), 1)
         if self.max_delay > 1:
-            window = ops.concatenate(
-                [ops.cast(states[0], inputs_t.dtype), x], axis=1
-            )
+            fifo = points.state(self, "fifo", states[0])
+            window = ops.concatenate([ops.cast(fifo, inputs_t.dtype), x], 1)
+            window = points.state(self, "fifo", window)
             new_states = [window[:, 1:]]
         else:
             window = x
@@ -490,18 +494,26 @@ class DCLSConv1D(keras.layers.Layer):
         if self.rounded:
             y = self._sparse_step(window)
         elif self.filters is None:
-            kernel = self._conv_kernel()
-            y = ops.depthwise_conv(window, kernel, padding="valid")[:, 0]
+            kernel = points.weight(self, "kernel", self._conv_kernel, axis=1)
+            y = ops.depthwise_conv(window, kernel, padding="valid")
+            if self.use_bias:  # before the slice: fused into the conv
+                y = y + ops.cast(self.bias, y.dtype)
+            return points.activation(self, "output", y[:, 0]), new_states
         else:
             flat = ops.reshape(window, (-1, self.max_delay * self.channels))
-            kernel = ops.reshape(
-                self._conv_kernel(),
-                (self.max_delay * self.channels, self.filters),
+            kernel = points.weight(
+                self,
+                "kernel",
+                lambda: ops.reshape(
+                    self._conv_kernel(),
+                    (self.max_delay * self.channels, self.filters),
+                ),
+                axis=-1,
             )
             y = ops.matmul(flat, kernel)
         if self.use_bias:
             y = y + ops.cast(self.bias, y.dtype)
-        return y, new_states
+        return points.activation(self, "output", y), new_states
 
     def _sparse_step(self, window):
         # Flat index of sample x[t - p[n, c], c] in the window (oldest
@@ -512,10 +524,13 @@ class DCLSConv1D(keras.layers.Layer):
         index = (self.max_delay - 1 - p) * self.channels + c
         flat = ops.reshape(window, (-1, self.max_delay * self.channels))
         taps = ops.take(flat, index, axis=1)
-        weighted = taps * ops.cast(self.kernel, taps.dtype)[None]
-        if self.filters is None:
-            return ops.sum(weighted, axis=1)
-        return ops.sum(weighted, axis=(1, 2))
+        # MUL takes a per-tensor int8 constant.
+        kernel = points.weight(
+            self, "tap_weights", lambda: ops.cast(self.kernel, taps.dtype)
+        )
+        weighted = points.activation(self, "weighted", taps * kernel[None])
+        axis = 1 if self.filters is None else (1, 2)
+        return points.activation(self, "tap_sum", ops.sum(weighted, axis))
 
     def _initial_fifo(self, inputs, initial_state):
         window = self.max_delay - 1

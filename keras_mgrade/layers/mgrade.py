@@ -8,6 +8,7 @@ from keras_mgrade import activations
 from keras_mgrade.layers import streaming_ops
 from keras_mgrade.layers.dcls_conv1d import DCLSConv1D
 from keras_mgrade.layers.min_gru import MinGRU
+from keras_mgrade.quantization import points
 
 NORMS = ("layer", "rms", None)
 
@@ -220,7 +221,7 @@ class MGRADE(keras.layers.Layer):
         )
         # Checked here so that a bad activation fails at construction.
         self._mlp_step_activation = streaming_ops.step_activation(
-            self.mlp_activation, "mlp_activation"
+            self.mlp_activation, "mlp_activation", owner=self
         )
 
     def _initializer(self):
@@ -353,11 +354,11 @@ class MGRADE(keras.layers.Layer):
         u, fifo, h = x, [], []
         if self.conv is not None:
             conv_out, fifo = self.conv.step(x, states[:n])
-            u = x + conv_out
+            u = points.activation(self, "conv_residual", x + conv_out)
         v = u
         if self.min_gru is not None:
             rnn_out, h = self.min_gru.step(u, states[n:])
-            v = u + rnn_out
+            v = points.activation(self, "rnn_residual", u + rnn_out)
         y = v
         if self.mlp_ratio:
             z = v
@@ -365,7 +366,8 @@ class MGRADE(keras.layers.Layer):
                 z = streaming_ops.layer_norm(z, self.mlp_norm)
             z = streaming_ops.dense(z, self.mlp_in)
             z = self._mlp_step_activation(z)
-            y = v + streaming_ops.dense(z, self.mlp_out)
+            z = streaming_ops.dense(z, self.mlp_out)
+            y = points.activation(self, "mlp_residual", v + z)
         if self.post_norm is not None:
             y = streaming_ops.layer_norm(y, self.post_norm)
         return y, list(fifo) + list(h)

@@ -8,6 +8,7 @@ from keras import regularizers
 
 from keras_mgrade import _utils
 from keras_mgrade.ops import scan as scan_ops
+from keras_mgrade.quantization import points
 
 
 def candidate_activation(x):
@@ -18,6 +19,16 @@ def candidate_activation(x):
     positive, and made only of ops TFLite Micro runs in int8 (no SELECT).
     """
     return ops.relu(x) + ops.minimum(ops.sigmoid(x), 0.5)
+
+
+def _quantized_candidate(owner, x):
+    # candidate_activation with its quantization points.
+    sig = ops.sigmoid(x)
+    sig = points.activation(owner, "g_sigmoid", sig, points.SIGMOID_RANGE)
+    low = ops.minimum(sig, 0.5)
+    low = points.activation(owner, "g_low", low, points.SIGMOID_RANGE)
+    high = points.activation(owner, "g_relu", ops.relu(x))
+    return points.activation(owner, "g", high + low)
 
 
 def log_candidate_activation(x):
@@ -143,11 +154,20 @@ class MinGRUCell(keras.layers.Layer):
     def call(self, inputs, states, training=None):
         h_prev = states[0] if isinstance(states, (list, tuple)) else states
         state_dtype = h_prev.dtype
-        pre = ops.cast(self.project(inputs), "float32")
-        h_prev = ops.cast(h_prev, "float32")
+        # The quantization points mark what the int8 step graph stores
+        # (identities unless quantization-aware training is active).
+        kernel = points.weight(self, "kernel", lambda: self.kernel, axis=-1)
+        pre = ops.matmul(inputs, kernel)
+        if self.use_bias:
+            pre = pre + self.bias
+        pre = points.activation(self, "pre", ops.cast(pre, "float32"))
+        h_prev = points.state(self, "h", ops.cast(h_prev, "float32"))
         z = ops.sigmoid(pre[:, : self.units])
-        g = candidate_activation(pre[:, self.units :])
-        h = h_prev + z * (g - h_prev)
+        z = points.activation(self, "z", z, fixed=points.SIGMOID_RANGE)
+        g = _quantized_candidate(self, pre[:, self.units :])
+        diff = points.activation(self, "diff", g - h_prev)
+        update = points.activation(self, "update", z * diff)
+        h = points.state(self, "h", h_prev + update)
         return ops.cast(h, self.compute_dtype), [ops.cast(h, state_dtype)]
 
     def get_initial_state(self, batch_size=None):

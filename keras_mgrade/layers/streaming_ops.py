@@ -8,22 +8,36 @@ per-step layers of a model (Dense, LayerNormalization, Activation, ...).
 import keras
 from keras import ops
 
-from keras_mgrade.activations import sigmoid_gelu
+from keras_mgrade.quantization import points
 
-# Activations with an exact TFLite Micro int8 lowering.
+# Activations with an exact TFLite Micro int8 lowering, written as
+# `fn(x, q)`: `q(name, tensor, fixed=None)` marks each tensor the int8 graph
+# stores (a quantization point; the identity for float streaming).
+_SIG = points.SIGMOID_RANGE
+
+
+def _hard_swish(x, q):
+    shifted = q("shift", x + 3.0)
+    return q("output", q("product", x * q("relu6", ops.relu6(shifted))) / 6.0)
+
+
 _STEP_ACTIVATIONS = {
-    "linear": lambda x: x,
-    "relu": ops.relu,
-    "relu6": ops.relu6,
-    "sigmoid": ops.sigmoid,
-    "tanh": ops.tanh,
-    "softmax": lambda x: ops.softmax(x, axis=-1),
-    "silu": lambda x: x * ops.sigmoid(x),
-    "swish": lambda x: x * ops.sigmoid(x),
-    "hard_silu": lambda x: x * ops.relu6(x + 3.0) / 6.0,
-    "hard_swish": lambda x: x * ops.relu6(x + 3.0) / 6.0,
-    "sigmoid_gelu": sigmoid_gelu,
-    "leaky_relu": ops.leaky_relu,
+    "linear": lambda x, q: x,
+    "relu": lambda x, q: q("output", ops.relu(x)),
+    "relu6": lambda x, q: q("output", ops.relu6(x)),
+    "sigmoid": lambda x, q: q("output", ops.sigmoid(x), _SIG),
+    "tanh": lambda x, q: q("output", ops.tanh(x), points.TANH_RANGE),
+    "softmax": lambda x, q: q("output", ops.softmax(x, axis=-1), _SIG),
+    "silu": lambda x, q: q("output", x * q("sigmoid", ops.sigmoid(x), _SIG)),
+    "swish": lambda x, q: q("output", x * q("sigmoid", ops.sigmoid(x), _SIG)),
+    "hard_silu": _hard_swish,
+    "hard_swish": _hard_swish,
+    # sigmoid_gelu: x * sigmoid(1.702 x), as keras_mgrade.activations.
+    "sigmoid_gelu": lambda x, q: q(
+        "output",
+        x * q("sigmoid", ops.sigmoid(q("scaled", 1.702 * x)), _SIG),
+    ),
+    "leaky_relu": lambda x, q: q("output", ops.leaky_relu(x)),
 }
 
 
@@ -41,11 +55,13 @@ def activation_name(activation):
     return getattr(activation, "__name__", None)
 
 
-def step_activation(activation, where="activation"):
+def step_activation(activation, where="activation", owner=None):
     """The TFLite-Micro-friendly function for a Keras activation.
 
     Raises a ValueError naming the activation when it has no exact int8
-    lowering on TFLite Micro (e.g. `"gelu"`: use `"sigmoid_gelu"`).
+    lowering on TFLite Micro (e.g. `"gelu"`: use `"sigmoid_gelu"`). Under
+    quantization-aware training the function fake-quantizes its
+    intermediate tensors as points `"<where>.<name>"` of `owner`.
     """
     name = activation_name(activation)
     fn = _STEP_ACTIVATIONS.get(name)
@@ -56,7 +72,11 @@ def step_activation(activation, where="activation"):
             f"cannot be streamed. Supported: {sorted(_STEP_ACTIVATIONS)}."
             f"{hint}"
         )
-    return fn
+
+    def q(name, x, fixed=None):
+        return points.activation(owner, f"{where}.{name}", x, fixed=fixed)
+
+    return lambda x: fn(x, q)
 
 
 def layer_norm(x, layer):
@@ -84,10 +104,24 @@ def layer_norm(x, layer):
         )
     dtype = x.dtype
     x = ops.cast(x, "float32")
+
+    def q(name, value):
+        return points.activation(layer, name, value)
+
+    def w(name):
+        value = getattr(layer, name)
+        return points.weight(layer, name, lambda: ops.cast(value, "float32"))
+
     if isinstance(layer, keras.layers.RMSNormalization):
-        mean_square = ops.mean(ops.square(x), axis=-1, keepdims=True)
-        y = x * ops.rsqrt(mean_square + layer.epsilon)
-        y = y * ops.cast(layer.scale, "float32")
+        mean_square = q(
+            "mean_square",
+            ops.mean(q("square", x * x), axis=-1, keepdims=True),
+        )
+        inv = q(
+            "rsqrt", _rsqrt(q("variance", mean_square + layer.epsilon), layer)
+        )
+        y = q("normalized", x * inv)
+        y = q("output", y * w("scale"))
         return ops.cast(y, dtype)
     if getattr(layer, "rms_scaling", False):
         raise ValueError(
@@ -95,22 +129,38 @@ def layer_norm(x, layer):
             "is not streamed; use keras.layers.RMSNormalization. Received: "
             f"layer {layer.name!r}"
         )
-    mean = ops.mean(x, axis=-1, keepdims=True)
-    centered = x - mean
-    variance = ops.mean(ops.square(centered), axis=-1, keepdims=True)
-    y = centered * ops.rsqrt(variance + layer.epsilon)
+    mean = q("mean", ops.mean(x, axis=-1, keepdims=True))
+    centered = q("centered", x - mean)
+    square = q("square", centered * centered)
+    variance = q("variance", ops.mean(square, axis=-1, keepdims=True))
+    inv = q("rsqrt", _rsqrt(q("variance_eps", variance + layer.epsilon), layer))
+    y = q("normalized", centered * inv)
     if layer.scale:
-        y = y * ops.cast(layer.gamma, "float32")
+        y = q("scaled", y * w("gamma"))
     if layer.center:
-        y = y + ops.cast(layer.beta, "float32")
+        y = q("output", y + w("beta"))
     return ops.cast(y, dtype)
+
+
+def _rsqrt(x, layer):
+    # Quantized, `variance + epsilon` can round to 0 (as in the int8
+    # file); keep the simulation finite. A no-op on float values.
+    if points.quantizing():
+        x = ops.maximum(x, layer.epsilon)
+    return ops.rsqrt(x)
 
 
 def dense(x, layer):
     """`keras.layers.Dense` on a `(batch, features)` input, with its
     activation in step form."""
-    y = ops.matmul(x, ops.cast(layer.kernel, x.dtype))
+    kernel = points.weight(
+        layer, "kernel", lambda: ops.cast(layer.kernel, x.dtype), axis=-1
+    )
+    y = ops.matmul(x, kernel)
     if layer.use_bias:
         y = y + ops.cast(layer.bias, y.dtype)
-    fn = step_activation(layer.activation, f"{layer.name}.activation")
+    y = points.activation(layer, "linear", y)
+    fn = step_activation(
+        layer.activation, f"{layer.name}.activation", owner=layer
+    )
     return fn(y)

@@ -174,8 +174,8 @@ def test_int8_needs_calibration(tmp_path):
         export_tflite(model, str(tmp_path / "a.tflite"), quantize="int8")
     with pytest.raises(ValueError, match="quantize='int4'"):
         export_tflite(model, str(tmp_path / "a.tflite"), quantize="int4")
-    with pytest.raises(ValueError, match="state='variables'"):
-        export_tflite(model, str(tmp_path / "a.tflite"), state="variables")
+    with pytest.raises(ValueError, match="state='stack'"):
+        export_tflite(model, str(tmp_path / "a.tflite"), state="stack")
     with pytest.raises(ValueError, match="representative_data.shape"):
         export_tflite(
             model,
@@ -253,3 +253,204 @@ def test_step_model_of_int8_export_is_float_reference(trained):
     step = streaming_model(model, batch_size=2, without_pooling=True)
     y, _ = stream(step, x[:2])
     np.testing.assert_allclose(y.mean(1), to_numpy(model(x[:2])), atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def io_and_variables(tmp_path_factory):
+    """The seq2seq model as float32 files with state io and variables."""
+    model = _seq2seq()
+    x = _x(batch=1, timesteps=48)
+    out = tmp_path_factory.mktemp("variables")
+    reports = {
+        state: export_tflite(
+            model,
+            str(out / f"{state}.tflite"),
+            state=state,
+            check_data=x,
+            verbose=False,
+        )
+        for state in ("io", "variables")
+    }
+    return x, reports
+
+
+@tf_only
+def test_variables_file_float(io_and_variables):
+    from keras_mgrade.export import tflite
+
+    x, reports = io_and_variables
+    io, var = reports["io"], reports["variables"]
+    assert var["state"] == "variables"
+    assert [t["name"] for t in var["inputs"]] == ["x_t"]
+    assert [t["name"] for t in var["outputs"]] == ["y_t"]
+    assert var["variables"] == io["inputs"][1:]
+    assert set(tflite.variables.VARIABLE_OPS) <= set(var["ops"])
+    assert set(var["ops"]) <= tflite.TFLM_OPS
+    header = c_source.resolver_source(var["ops"], num_variables=4)
+    assert "resolver.AddVarHandle()" in header
+    assert "kModelNumVariables = 4;" in header
+    assert var["max_abs_deviation"] <= 1e-4
+    expected = stream_file(io["path"], x)[0]
+    for runtime in ("tflm", "litert"):
+        interp = StreamingInterpreter(var["path"], runtime)
+        assert (interp.state, interp.num_states) == ("variables", 0)
+        assert len(interp.inputs) == len(interp.outputs) == 1
+        first = interp.run(x[0])
+        np.testing.assert_allclose(first, expected, atol=1e-5, rtol=0)
+        # Without reset the state carries on; reset() restores zeros.
+        assert not np.allclose(interp.run(x[0], reset=False), first)
+        interp.reset()
+        np.testing.assert_array_equal(interp.run(x[0], reset=False), first)
+
+
+@tf_only
+def test_variables_file_int8(tmp_path):
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = _seq2seq()
+    data = _x(batch=8, timesteps=64, seed=1)
+    reports = {
+        state: export_tflite(
+            model,
+            str(tmp_path / f"{state}.tflite"),
+            quantize="int8",
+            state=state,
+            representative_data=data,
+            check_data=data[:1],
+            verbose=False,
+        )
+        for state in ("io", "variables")
+    }
+    io, var = reports["io"], reports["variables"]
+    assert [t["dtype"] for t in var["inputs"] + var["outputs"]] == [
+        "int8",
+        "int8",
+    ]
+    # int8 variables with the io file's state quantization.
+    assert var["variables"] == io["inputs"][1:]
+    assert {v["dtype"] for v in var["variables"]} == {"int8"}
+    assert "DEQUANTIZE" not in var["ops"]
+    flat = open(var["path"], "rb").read()
+    graph = flatbuffer_utils.read_model_from_bytearray(bytearray(flat))
+    read_types = set()
+    for sub in graph.subgraphs:
+        for op in sub.operators:
+            name = flatbuffer_utils.opcode_to_name(graph, op.opcodeIndex)
+            if name == "READ_VARIABLE":
+                read_types.add(int(sub.tensors[op.outputs[0]].type))
+            if name == "ASSIGN_VARIABLE":
+                read_types.add(int(sub.tensors[op.inputs[1]].type))
+    assert read_types == {9}  # TensorType.INT8
+    # The same int8 outputs as the io file, on both runtimes.
+    x = _x(batch=1, timesteps=64, seed=2)[0]
+    for runtime in ("tflm", "litert"):
+        a = StreamingInterpreter(io["path"], runtime)
+        b = StreamingInterpreter(var["path"], runtime)
+        for _ in range(2):  # the second pass checks reset()
+            a.reset()
+            b.reset()
+            for x_t in x:
+                x_q = a.inputs[0].to_file(x_t[None])
+                np.testing.assert_array_equal(
+                    b.step_raw(x_q)[0], a.step_raw(x_q)[0]
+                )
+
+
+def test_state_reaches_cli_and_subprocess(tmp_path, monkeypatch):
+    from keras_mgrade import cli
+    from keras_mgrade.export import tflite
+
+    model = _seq2seq()
+    model_path = str(tmp_path / "m.keras")
+    model.save(model_path)
+    seen = {}
+
+    def fake_export(model, path, **kwargs):
+        seen.update(kwargs, path=path)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(b"\0" * 8)
+        return {"ops": ["ADD"], "arena_bytes": 1}
+
+    monkeypatch.setattr(tflite, "export_tflite", fake_export)
+    out = str(tmp_path / "fw")
+    cli.main(["export", model_path, "--out", out, "--state", "variables"])
+    assert seen["state"] == "variables"
+    assert seen["path"] == os.path.join(out, "model_float32_variables.tflite")
+
+    class Done:
+        returncode = 0
+
+    def fake_run(cmd, **kwargs):
+        seen["cmd"] = cmd
+        report = cmd[cmd.index("--out") + 1].replace(".tflite", ".json")
+        with open(report, "w") as f:
+            json.dump({"state": cmd[cmd.index("--state") + 1]}, f)
+        return Done()
+
+    monkeypatch.setattr(tflite.subprocess, "run", fake_run)
+    path = str(tmp_path / "v.tflite")
+    report = tflite._export_in_subprocess(
+        model, path, None, None, 1, None, 64, "variables"
+    )
+    assert report == {"state": "variables"}
+
+
+@tf_only
+@pytest.mark.skipif(
+    shutil.which("arm-none-eabi-g++") is None,
+    reason="arm-none-eabi-g++ is not installed",
+)
+def test_c_array_flash_size_cortex_m4(io_and_variables, tmp_path):
+    _, reports = io_and_variables
+    flat = open(reports["variables"]["path"], "rb").read()
+    paths = c_source.write_c_sources(
+        flat, reports["variables"]["ops"], str(tmp_path)
+    )
+    obj = str(tmp_path / "model_data.o")
+    subprocess.run(
+        [
+            "arm-none-eabi-g++",
+            "-mcpu=cortex-m4",
+            "-mthumb",
+            "-Os",
+            "-c",
+            paths["source"],
+            "-I",
+            str(tmp_path),
+            "-o",
+            obj,
+        ],
+        check=True,
+    )
+    sizes = subprocess.run(
+        ["arm-none-eabi-size", "-A", obj],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    sections = {
+        parts[0]: int(parts[1])
+        for parts in (ln.split() for ln in sizes.splitlines())
+        if len(parts) >= 2 and parts[0].startswith(".")
+    }
+    # The flatbuffer, the 4-byte length, and at most 15 bytes of padding
+    # before the 16-byte aligned array; no code.
+    padding = sections[".rodata"] - len(flat) - 4
+    assert 0 <= padding < 16
+    assert sections.get(".text", 0) == 0
+    assert sections.get(".data", 0) == 0
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="conversion test")
+def test_large_dcls_kernel_is_folded(tmp_path):
+    """A DCLS kernel built from delay positions (EXP, REVERSE) reaches the
+    converter as a constant whatever its size (here 8 x 32 x 12)."""
+    model = mgrade_seq2seq(
+        1, 2, units=12, num_layers=1, kernel_taps=8, max_delay=32
+    )
+    report = export_tflite(
+        model, str(tmp_path / "big.tflite"), check_data=None, verbose=False
+    )
+    assert not {"EXP", "NEG", "REVERSE_V2"} & set(report["ops"])
+    assert report["max_abs_deviation"] <= 1e-4

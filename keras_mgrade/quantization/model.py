@@ -1,0 +1,435 @@
+"""`quantize_model`: quantization-aware training of a streaming model."""
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_mgrade.export import streaming
+from keras_mgrade.layers.temporal_mean_pooling import TemporalMeanPooling
+from keras_mgrade.quantization import points
+from keras_mgrade.quantization.config import QuantizeConfig
+
+INPUTS = "inputs"  # the pseudo-layer name of the input point
+
+
+def _fake_quant(x, low, high, bits, narrow_range=False, axis=None):
+    return keras.quantizers.fake_quant_with_min_max_vars(
+        x, low, high, num_bits=bits, narrow_range=narrow_range, axis=axis
+    )
+
+
+def _quantize_weight(w, axis, bits):
+    # Symmetric with the largest magnitude as the range ("last value"):
+    # the grid TFLite uses for int8 weights (scale = max|w| / 127).
+    w = ops.convert_to_tensor(w, "float32")
+    if axis is None:
+        m = ops.stop_gradient(ops.maximum(ops.max(ops.abs(w)), 1e-8))
+        return _fake_quant(w, -m, m, bits, narrow_range=True)
+    # Per channel along the last axis (what every backend broadcasts).
+    w = ops.moveaxis(w, axis, -1)
+    m = ops.max(ops.abs(ops.reshape(w, (-1, w.shape[-1]))), axis=0)
+    m = ops.stop_gradient(ops.maximum(m, 1e-8))
+    q = _fake_quant(w, -m, m, bits, narrow_range=True, axis=-1)
+    return ops.moveaxis(q, -1, axis)
+
+
+def _scan(body, init, xs, y_shape):
+    """`ops.scan(body, init, xs)`; on TensorFlow, where `ops.scan` needs
+    the per-step output to match the carry, through `tf.scan`."""
+    if keras.backend.backend() != "tensorflow":
+        return ops.scan(body, init, xs)
+    import tensorflow as tf
+
+    def fn(acc, x_t):
+        carry, y = body(acc[0], x_t)
+        return carry, y
+
+    carry, ys = tf.scan(fn, xs, initializer=(init, tf.zeros(y_shape)))
+    return tf.nest.map_structure(lambda t: t[-1], carry), ys
+
+
+class QuantizationScope:
+    """The fake quantization of one run of the step graph.
+
+    Modes: `"discover"` lists the points, `"train"` fake-quantizes with the
+    current ranges and records each point's min/max, `"infer"` and
+    `"export"` fake-quantize with the frozen ranges (`"export"` also folds
+    the quantized weights into constants for the TFLite converter).
+    """
+
+    def __init__(self, model, mode):
+        self.model = model
+        self.mode = mode
+        self.prefix = ""
+        self.found = {}
+        self.aliases = {}
+        self.produced = {}
+        self.observed = {}
+        if mode != "discover":
+            # Copies: the ranges are updated in place after the scan.
+            self.ranges = ops.copy(ops.convert_to_tensor(model.ranges))
+            self.ready = ops.copy(ops.convert_to_tensor(model.initialized)) > 0
+
+    def _config(self):
+        return self.model.layer_config(self.prefix)
+
+    def key(self, owner, name):
+        parts = [self.prefix] + ([owner.name] if owner is not None else [])
+        return "/".join(parts + [name])
+
+    def activation(self, owner, name, x, fixed=None, state=False):
+        config = self._config()
+        if config.skip:
+            return x
+        key = self.key(owner, name)
+        fixed = config.fixed_range(key) or fixed
+        if self.mode == "discover":
+            return self._discover(key, x, fixed, state)
+        bits = config.activation_bits
+        key = self.model.aliases.get(key, key)
+        fixed = self.model.points[key] if fixed is None else fixed
+        if fixed is not None:
+            return _fake_quant(x, fixed[0], fixed[1], bits)
+        index = self.model.point_index(key)
+        if self.mode == "train":
+            low, high = ops.min(x), ops.max(x)
+            if key in self.observed:
+                old_low, old_high = self.observed[key]
+                low, high = (
+                    ops.minimum(low, old_low),
+                    ops.maximum(high, old_high),
+                )
+            self.observed[key] = (
+                ops.stop_gradient(low),
+                ops.stop_gradient(high),
+            )
+        q = _fake_quant(x, self.ranges[index, 0], self.ranges[index, 1], bits)
+        if self.mode == "export":
+            return q
+        # Before the first training batch the ranges are not known yet.
+        return ops.where(self.ready, q, x)
+
+    def _discover(self, key, x, fixed, state):
+        producer = self.produced.get(id(x))
+        if (
+            state
+            and fixed is None
+            and producer is not None
+            and producer[1] != key
+            and key not in self.found
+        ):
+            # A state fed by an already quantized tensor (the FIFO of a
+            # convolution) takes that tensor's range: the int8 graph then
+            # stores the samples unchanged.
+            self.aliases[key] = self.aliases.get(producer[1], producer[1])
+        elif key not in self.aliases:
+            self.found.setdefault(key, fixed)
+        self.produced[id(x)] = (x, key)
+        return x
+
+    def weight(self, owner, name, fn, axis):
+        config = self._config()
+        if config.skip or self.mode == "discover":
+            return fn()
+        bits = config.weight_bits
+        if self.mode == "export" and keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            # Evaluate eagerly: the converter receives the quantized
+            # weights as constants and quantizes them to the same grid.
+            with tf.init_scope():
+                value = _quantize_weight(fn(), axis, bits)
+                value = ops.convert_to_numpy(value)
+            return ops.convert_to_tensor(value)
+        return _quantize_weight(fn(), axis, bits)
+
+    def merge(self, low, high):
+        """`low`/`high` (one entry per learned point) updated with this
+        step's observations."""
+        keys = self.model.learned_points
+        inf = ops.convert_to_tensor(np.inf, "float32")
+        step_low = ops.stack(
+            [self.observed.get(k, (inf, -inf))[0] for k in keys]
+        )
+        step_high = ops.stack(
+            [self.observed.get(k, (inf, -inf))[1] for k in keys]
+        )
+        return ops.minimum(low, step_low), ops.maximum(high, step_high)
+
+
+@keras.saving.register_keras_serializable(package="keras_mgrade")
+class QuantizedModel(keras.Model):
+    """A sequence model trained with the int8 rounding of its step graph.
+
+    Runs the model's single-step graph (the one `streaming_model` builds
+    and the int8 exporter converts) over the time axis with `ops.scan`,
+    with fake quantization (`keras.quantizers.fake_quant_with_min_max_vars`,
+    straight-through gradients) at every quantization point of that graph:
+    weights symmetric per output channel; activations per tensor,
+    asymmetric, with ranges tracked by a moving average of each batch's
+    min/max during training and frozen at inference; each recurrent state
+    (the convolution FIFO, the MinGRU `h`) with one range shared by its
+    input and output. The output is the source model's: for a classifier
+    with mean pooling, the mean of the per-step outputs (what the host
+    computes from the int8 file's `y_t`).
+
+    Build it with `quantize_model`. Training runs the recurrence one step
+    at a time (the exact int8 computation order), so it is slower than
+    the float model's parallel scan: fine-tune a trained float model for a
+    few epochs. Dropout is not applied (the step graph has none).
+
+    Args:
+        model: the float sequence model (see `streaming_model` for the
+            supported layers; `Embedding` front ends are not supported).
+        config: `None`, a `QuantizeConfig` for every layer, or a dict
+            `{layer name: QuantizeConfig}` (other layers get the default;
+            `"inputs"` names the model input).
+    """
+
+    def __init__(self, model, config=None, **kwargs):
+        if isinstance(model, dict):
+            model = keras.saving.deserialize_keras_object(model)
+        kwargs.setdefault("name", f"{model.name}_qat")
+        super().__init__(**kwargs)
+        streaming.check_streamable(model)
+        for layer in model.layers:
+            if isinstance(layer, keras.layers.Embedding):
+                raise ValueError(
+                    "quantize_model does not support Embedding layers (int8 "
+                    "token lookup); feed one-hot or float features. "
+                    f"Received: layer {layer.name!r}"
+                )
+        self.source = model
+        self.layer_configs = _resolve_config(model, config)
+        self.host_pooling = isinstance(model.layers[-1], TemporalMeanPooling)
+        self.state_shapes = [
+            shape
+            for layer in streaming._layers_with_state(model, self.host_pooling)
+            for shape in layer.state_shapes
+        ]
+        self.points = None
+        self.aliases = {}
+        self.learned_points = None
+        self._index = None
+
+    def layer_config(self, layer_name):
+        return self.layer_configs.get(layer_name, self._default)
+
+    @property
+    def _default(self):
+        return self.layer_configs.get("*", _DEFAULT)
+
+    def quantization_scope(self, mode):
+        """A `QuantizationScope` over this model's ranges."""
+        return QuantizationScope(self, mode)
+
+    def point_index(self, key):
+        return self._index[key]
+
+    def _discover(self):
+        scope = QuantizationScope(self, "discover")
+        shape = (1,) + tuple(self.source.inputs[0].shape[2:])
+        x = ops.zeros(shape, self.source.inputs[0].dtype)
+        states = [
+            ops.zeros((1,) + tuple(s), "float32") for s in self.state_shapes
+        ]
+        with points.scope(scope):
+            y, _ = streaming.run_step(self.source, x, states, self.host_pooling)
+        self._step_output_shape = tuple(y.shape[1:])
+        return scope.found, scope.aliases
+
+    def build(self, input_shape=None):
+        found, self.aliases = self._discover()
+        self.points = found
+        self.learned_points = [k for k, v in found.items() if v is None]
+        self._index = {k: i for i, k in enumerate(self.learned_points)}
+        n = max(len(self.learned_points), 1)
+        self.ranges = self.add_weight(
+            shape=(n, 2),
+            initializer="zeros",
+            trainable=False,
+            name="ranges",
+        )
+        self.initialized = self.add_weight(
+            shape=(), initializer="zeros", trainable=False, name="initialized"
+        )
+        self._decay = np.array(
+            [
+                self.layer_config(k.split("/")[0]).ema_decay
+                for k in self.learned_points
+            ]
+            or [0.0],
+            "float32",
+        )
+        self.built = True
+
+    def call(self, inputs, training=None):
+        x = ops.cast(inputs, "float32")
+        batch = ops.shape(x)[0]
+        states = [
+            ops.zeros((batch,) + tuple(s), "float32") for s in self.state_shapes
+        ]
+        n = len(self.learned_points)
+        mode = "train" if training else "infer"
+        low = ops.full((n,), np.inf, "float32")
+        high = ops.full((n,), -np.inf, "float32")
+
+        def body(carry, x_t):
+            states, low, high = carry
+            scope = QuantizationScope(self, mode)
+            with points.scope(scope):
+                y, new = streaming.run_step(
+                    self.source, x_t, states, self.host_pooling
+                )
+            if mode == "train" and n:
+                low, high = scope.merge(low, high)
+            return (new, low, high), y
+
+        (_, low, high), ys = _scan(
+            body,
+            (states, low, high),
+            ops.moveaxis(x, 1, 0),
+            (batch,) + self._step_output_shape,
+        )
+        if mode == "train" and n:
+            self._update_ranges(low, high)
+        ys = ops.moveaxis(ys, 0, 1)
+        if self.host_pooling:
+            return ops.mean(ys, axis=1)
+        if len(self.source.outputs[0].shape) == 2:
+            return ys[:, -1]
+        return ys
+
+    def _update_ranges(self, low, high):
+        low = ops.minimum(low, 0.0)
+        high = ops.maximum(ops.maximum(high, 0.0), low + 1e-6)
+        old = ops.copy(ops.convert_to_tensor(self.ranges))
+        ready = ops.copy(ops.convert_to_tensor(self.initialized)) > 0
+        decay = ops.convert_to_tensor(self._decay)
+        new_low = ops.where(ready, decay * old[:, 0] + (1 - decay) * low, low)
+        new_high = ops.where(
+            ready, decay * old[:, 1] + (1 - decay) * high, high
+        )
+        self.ranges.assign(ops.stack([new_low, new_high], axis=1))
+        self.initialized.assign(ops.ones(()))
+
+    def compute_output_shape(self, input_shape):
+        return self.source.compute_output_shape(input_shape)
+
+    def range_table(self):
+        """`{point: (min, max)}` of every quantization point (learned and
+        fixed), as Python floats; a point that shares another's range (a
+        convolution FIFO and its input) is listed with that range."""
+        ranges = ops.convert_to_numpy(self.ranges)
+        table = {}
+        for key, fixed in self.points.items():
+            if fixed is None:
+                low, high = ranges[self._index[key]]
+                table[key] = (float(low), float(high))
+            else:
+                table[key] = (float(fixed[0]), float(fixed[1]))
+        for key, target in self.aliases.items():
+            table[key] = table[target]
+        return table
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "model": keras.saving.serialize_keras_object(self.source),
+            "config": {
+                name: keras.saving.serialize_keras_object(c)
+                for name, c in self.layer_configs.items()
+            },
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        model = keras.saving.deserialize_keras_object(config.pop("model"))
+        layer_configs = {
+            name: keras.saving.deserialize_keras_object(c)
+            for name, c in (config.pop("config") or {}).items()
+        }
+        return cls(model, layer_configs, **config)
+
+
+_DEFAULT = QuantizeConfig()
+
+
+def _resolve_config(model, config):
+    if config is None:
+        return {}
+    if isinstance(config, QuantizeConfig):
+        return {"*": config}
+    if not isinstance(config, dict):
+        raise ValueError(
+            "config must be None, a QuantizeConfig or a dict {layer name: "
+            f"QuantizeConfig}}. Received: config of type "
+            f"{type(config).__name__}"
+        )
+    names = [INPUTS] + [layer.name for layer in model.layers]
+    resolved = {}
+    for name, value in config.items():
+        if name not in names and name != "*":
+            raise ValueError(
+                f"config names a layer that is not in model {model.name!r}: "
+                f"{name!r}. Layers: {names}"
+            )
+        if not isinstance(value, QuantizeConfig):
+            raise ValueError(
+                f"config[{name!r}] must be a QuantizeConfig. Received: "
+                f"{value!r}"
+            )
+        resolved[name] = value
+    return resolved
+
+
+def quantize_model(model, config=None):
+    """A quantization-aware-training copy of a streamable sequence model.
+
+    The returned `QuantizedModel` shares the weights of `model` (train it
+    and the float model's weights change with it), runs the int8 step
+    graph with fake quantization at every point where the int8 TFLite
+    file quantizes, and learns the activation ranges during `fit`.
+    `keras_mgrade.export.export_tflite(qat_model, path, quantize="int8")`
+    then writes an int8 file from those ranges, without calibration data.
+
+    Args:
+        model: a built sequence `keras.Model` that `streaming_model`
+            accepts (no `Embedding`).
+        config: `None` (8-bit weights and activations everywhere), a
+            `QuantizeConfig` for every layer, or a dict `{layer name:
+            QuantizeConfig}`; a name that is not a layer of `model` (or
+            `"inputs"`) raises a ValueError.
+
+    Returns:
+        A built `QuantizedModel`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from keras_mgrade.models import mgrade_classifier
+    >>> model = mgrade_classifier(2, 3, units=8, num_layers=1, max_delay=4,
+    ...                           kernel_taps=2)
+    >>> qat = quantize_model(model)
+    >>> qat.compile("adam", "sparse_categorical_crossentropy")
+    >>> x = np.random.default_rng(0).normal(size=(8, 16, 2))
+    >>> qat.fit(x, np.zeros(8), epochs=1, verbose=0).history["loss"][0] > 0
+    True
+    >>> low, high = qat.range_table()["mgrade_0/min_gru_cell/h"]
+    >>> low <= 0.0 < high
+    True
+    """
+    if not isinstance(model, keras.Model):
+        raise ValueError(
+            "quantize_model expects a keras.Model. Received: model of type "
+            f"{type(model).__name__}"
+        )
+    qat = QuantizedModel(model, config)
+    qat.build(model.inputs[0].shape)
+    return qat
+
+
+def is_quantized(model):
+    """Whether `model` is a `QuantizedModel`."""
+    return isinstance(model, QuantizedModel)
