@@ -21,8 +21,7 @@ def sigmoid_gelu(x):
 
     Example:
 
-    >>> import numpy as np
-    >>> y = sigmoid_gelu(np.array([-1.0, 0.0, 2.0], "float32"))
+    >>> y = sigmoid_gelu(keras.ops.convert_to_tensor([-1.0, 0.0, 2.0]))
     >>> [round(float(v), 3) for v in keras.ops.convert_to_numpy(y)]
     [-0.154, 0.0, 1.936]
 

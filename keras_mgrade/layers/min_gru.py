@@ -276,7 +276,8 @@ class MinGRU(keras.layers.Layer):
     >>> [state] = layer.get_initial_state(2)
     >>> for t in range(50):
     ...     y_t, [state] = layer.step(x[:, t].astype("float32"), [state])
-    >>> bool(np.allclose(state, h, atol=1e-5))
+    >>> to_numpy = keras.ops.convert_to_numpy
+    >>> bool(np.allclose(to_numpy(state), to_numpy(h), atol=1e-5))
     True
 
     Reference:
