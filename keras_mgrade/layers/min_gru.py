@@ -61,6 +61,11 @@ class MinGRUCell(keras.layers.Layer):
     - `kernel`: `(input_dim, 2 * units)`, columns `[gate z | candidate h]`;
     - `bias`: `(2 * units,)` in the same order.
 
+    The step computes the gate and candidate pre-activations with two
+    matrix products (two `FULLY_CONNECTED` ops in a TFLite file), so that
+    each gets its own int8 scale: one shared scale, stretched over the
+    gate's wide range, costs the candidate most of its resolution.
+
     Args:
         units: int, dimensionality of the state and output.
         use_bias: bool, whether the projections have a bias. Defaults to
@@ -156,15 +161,22 @@ class MinGRUCell(keras.layers.Layer):
         state_dtype = h_prev.dtype
         # The quantization points mark what the int8 step graph stores
         # (identities unless quantization-aware training is active).
+        # The gate and candidate pre-activations are two matrix multiplies
+        # (two FULLY_CONNECTED ops in the int8 file), so each gets its own
+        # scale: the gate's only needs the logistic's input range, the
+        # candidate's can be several times wider.
         kernel = points.weight(self, "kernel", lambda: self.kernel, axis=-1)
-        pre = ops.matmul(inputs, kernel)
+        pre_z = ops.matmul(inputs, kernel[:, : self.units])
+        pre_h = ops.matmul(inputs, kernel[:, self.units :])
         if self.use_bias:
-            pre = pre + self.bias
-        pre = points.activation(self, "pre", ops.cast(pre, "float32"))
+            pre_z = pre_z + self.bias[: self.units]
+            pre_h = pre_h + self.bias[self.units :]
+        pre_z = points.activation(self, "pre_z", ops.cast(pre_z, "float32"))
+        pre_h = points.activation(self, "pre_h", ops.cast(pre_h, "float32"))
         h_prev = points.state(self, "h", ops.cast(h_prev, "float32"))
-        z = ops.sigmoid(pre[:, : self.units])
+        z = ops.sigmoid(pre_z)
         z = points.activation(self, "z", z, fixed=points.SIGMOID_RANGE)
-        g = _quantized_candidate(self, pre[:, self.units :])
+        g = _quantized_candidate(self, pre_h)
         diff = points.activation(self, "diff", g - h_prev)
         update = points.activation(self, "update", z * diff)
         h = points.state(self, "h", h_prev + update)

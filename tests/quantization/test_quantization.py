@@ -238,6 +238,21 @@ def test_int8_file_reproduces_qat_model(tmp_path):
     lsb = _check_file(report, qat, x[:8], within_2=0.99)
     # Most outputs are exact or one step off.
     assert np.mean(lsb <= 1.0 + 1e-3) >= 0.9
+    # The gate and candidate pre-activations are separate int8 tensors,
+    # each with the scale of its own learned range.
+    from ai_edge_litert.interpreter import Interpreter
+
+    with open(report["path"], "rb") as f:
+        details = Interpreter(model_content=f.read()).get_tensor_details()
+    scales = np.array([d["quantization"][0] for d in details])
+    table = qat.range_table()
+    wanted = []
+    for point in ("pre_z", "pre_h"):
+        (key,) = [k for k in table if k.endswith(f"min_gru_cell/{point}")]
+        low, high = table[key]
+        wanted.append((high - low) / 255.0)
+        assert np.min(np.abs(scales / wanted[-1] - 1.0)) < 1e-5, point
+    assert abs(wanted[0] / wanted[1] - 1.0) > 0.05
 
 
 @pytest.mark.slow
