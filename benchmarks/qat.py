@@ -38,7 +38,11 @@ QAT), over 4 test sequences, in steps of the int8 output.
 
     KERAS_BACKEND=tensorflow nice -n 5 python benchmarks/qat.py \\
         [--seeds 0 1 2] [--experiments lorenz16 lorenz digits] [--fast] \\
-        [--out out/qat]
+        [--out out/qat] [--ablation]
+
+`--ablation` prints instead, per experiment and seed, the fake-quantized
+Keras model's metric with only the weights quantized and with one
+activation point at a time left in float (which tensors cost accuracy).
 
 Measured (2-core CPU, partly shared with other jobs, 3 seeds, 48 minutes;
 see `benchmarks/RESULTS.md`): PTQ int8 raises the Lorenz NRMSE over
@@ -50,6 +54,7 @@ models, a smoke run) takes about 3 minutes.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -68,6 +73,7 @@ from keras_mgrade.export import stream_file  # noqa: E402
 from keras_mgrade.models import mgrade_classifier  # noqa: E402
 from keras_mgrade.models import mgrade_seq2seq  # noqa: E402
 from keras_mgrade.quantization import quantize_model  # noqa: E402
+from keras_mgrade.quantization.model import QuantizationScope  # noqa: E402
 
 EXPERIMENTS = {
     # name: (task, units, norm, QAT epochs at full size)
@@ -148,18 +154,24 @@ def on_micro(path, report, x):
     return y.mean(axis=1) if report["host_pooling"] == "mean" else y
 
 
-def run(name, seed, size, out):
-    task, units, norm, qat_epochs = EXPERIMENTS[name]
+def train_float(name, seed, size):
+    """The float32 model of an experiment, trained; its data and metric."""
+    task, units, norm, _ = EXPERIMENTS[name]
     _, _, timesteps, epochs = SIZES[task][size]
-    if size == "fast":
-        qat_epochs = 1
     keras.utils.set_random_seed(seed)
-    x_train, y_train, x_test, y_test = load(task, size, seed)
+    data = load(task, size, seed)
     model, loss, metric = build(task, units, norm, timesteps, seed)
-    n = len(x_train)
+    model.compile(adam(FLOAT_LR, epochs, len(data[0]), alpha=0.05), loss)
+    model.fit(data[0], data[1], batch_size=BATCH, epochs=epochs, verbose=0)
+    return model, loss, metric, data
+
+
+def run(name, seed, size, out):
+    qat_epochs = EXPERIMENTS[name][3] if size == "full" else 1
     start = time.perf_counter()
-    model.compile(adam(FLOAT_LR, epochs, n, alpha=0.05), loss)
-    model.fit(x_train, y_train, batch_size=BATCH, epochs=epochs, verbose=0)
+    model, loss, metric, data = train_float(name, seed, size)
+    x_train, y_train, x_test, y_test = data
+    n = len(x_train)
     row = {"experiment": name, "seed": seed, "qat_epochs": qat_epochs}
     row["float"] = metric(model.predict(x_test, verbose=0), y_test)
     row["float_seconds"] = time.perf_counter() - start
@@ -198,6 +210,69 @@ def run(name, seed, size, out):
     row["qat"] = metric(on_micro(path, report, x_test), y_test)
     row["qat_lsb"] = report["max_deviation_output_lsb"]
     return row
+
+
+@contextlib.contextmanager
+def _float_points(keys=()):
+    """Leaves the activation points named in `keys` in float in every
+    quantization scope."""
+    activation = QuantizationScope.activation
+    keys = set(keys)
+
+    def patched(self, owner, name, x, fixed=None, state=False):
+        if self.key(owner, name) in keys:
+            return x
+        return activation(self, owner, name, x, fixed=fixed, state=state)
+
+    QuantizationScope.activation = patched
+    try:
+        yield
+    finally:
+        QuantizationScope.activation = activation
+
+
+def ablation(name, seed, size):
+    """Which quantization points cost the accuracy: the fake-quantized
+    Keras model of the trained float model (ranges from one forward pass
+    over 256 training sequences, no fine-tuning, i.e. what PTQ sees),
+    scored with all points quantized, with only the weights quantized,
+    and with one activation point at a time left in float."""
+    model, _, metric, (x_train, _, x_test, y_test) = train_float(
+        name, seed, size
+    )
+    qat = quantize_model(model)
+    qat(x_train[:256], training=True)  # sets the ranges; weights unchanged
+
+    def score(**kwargs):
+        with _float_points(**kwargs):
+            qat.predict_function = None  # retrace with the patched scope
+            return metric(qat.predict(x_test, verbose=0), y_test)
+
+    reference = metric(model.predict(x_test, verbose=0), y_test)
+    quantized = score()
+    rows = [("float32 (no point quantized)", reference)]
+    rows.append(("all points quantized", quantized))
+    # The FIFO of a convolution shares its producer's range (one point).
+    keys = [k for k in qat.range_table() if not k.endswith("/fifo")]
+    rows.append(("only the weights quantized", score(keys=tuple(keys))))
+    for key in keys:
+        rows.append((f"all but `{key}`", score(keys=(key,))))
+    task = EXPERIMENTS[name][0]
+    lines = [
+        f"{name}, seed {seed}: fake-quantized Keras model, calibrated, "
+        "not fine-tuned",
+        "",
+        "| quantized | metric | vs float | share of the int8 loss recovered |",
+        "|---|---:|---:|---:|",
+    ]
+    loss = quantized - reference
+    for label, value in rows:
+        recovered = 100.0 * (quantized - value) / loss if loss else 0.0
+        lines.append(
+            f"| {label} | {value:.4f} | "
+            f"{gap(value, reference, task):+.1f} | {recovered:.0f} % |"
+        )
+    return "\n".join(lines)
 
 
 def gap(value, reference, task):
@@ -274,13 +349,26 @@ def main(argv=None):
     )
     parser.add_argument("--fast", action="store_true", help="smoke size")
     parser.add_argument("--out", default=os.path.join("out", "qat"))
+    parser.add_argument(
+        "--ablation",
+        action="store_true",
+        help="instead of the comparison: which quantization points cost "
+        "the accuracy (fake-quantized Keras model, one point at a time in "
+        "float)",
+    )
     args = parser.parse_args(argv)
+    size = "fast" if args.fast else "full"
+    if args.ablation:
+        for name in args.experiments:
+            for seed in args.seeds:
+                print(ablation(name, seed, size), flush=True)
+                print()
+        return None
     if keras.backend.backend() != "tensorflow":
         print(
             "note: QAT trains one step at a time; the TensorFlow backend is "
             "the fastest (KERAS_BACKEND=tensorflow)"
         )
-    size = "fast" if args.fast else "full"
     os.makedirs(args.out, exist_ok=True)
     start = time.perf_counter()
     results = {}
