@@ -72,12 +72,11 @@ def stream_on_micro(path, x, report):
     predictions = []
     for i, sequence in enumerate(x):
         interp.reset()
-        total = 0.0
-        for t in range(sequence.shape[0]):
-            total = total + interp.step(sequence[t][None])[0]
-        if report["host_pooling"] != "mean":
-            total = interp.step(sequence[-1][None])[0]  # pragma: no cover
-        predictions.append(int(np.argmax(total)))
+        outputs = [interp.step(x_t[None])[0] for x_t in sequence]
+        # Mean pooling on the host: the class is the argmax of the mean
+        # of the per-step logits; otherwise the file's last output is it.
+        pooled = np.mean(outputs, 0) if report["host_pooling"] else outputs[-1]
+        predictions.append(int(np.argmax(pooled)))
         progress.update(i + 1)
     return np.array(predictions)
 

@@ -35,6 +35,86 @@ def check_rate(name, value):
     return value
 
 
+def check_taps(kernel_taps, max_delay):
+    """`(kernel_taps, max_delay)` as ints, or a ValueError: both >= 1, and
+    the taps must fit in the window."""
+    kernel_taps = check_positive_int("kernel_taps", kernel_taps)
+    max_delay = check_positive_int("max_delay", max_delay)
+    if kernel_taps > max_delay:
+        raise ValueError(
+            "kernel_taps cannot exceed max_delay (the taps must fit in the "
+            f"window). Received: kernel_taps={kernel_taps}, "
+            f"max_delay={max_delay}"
+        )
+    return kernel_taps, max_delay
+
+
+def check_positive_float(name, value):
+    """Returns `float(value)` for a finite float > 0 or raises a
+    ValueError naming `name`."""
+    try:
+        result = float(value)
+    except (TypeError, ValueError):
+        result = float("nan")
+    if isinstance(value, bool) or not (result > 0 and np.isfinite(result)):
+        raise ValueError(
+            f"{name} must be a float > 0. Received: {name}={value!r}"
+        )
+    return result
+
+
+def clone_initializer(initializer):
+    """A fresh copy of a Keras initializer (same class and config).
+
+    Unlike `keras.initializers.serialize`, which imports TensorFlow when it
+    is installed, this stays within the active backend.
+    """
+    return type(initializer).from_config(initializer.get_config())
+
+
+# The initializer, regularizer and constraint options of a weighted layer.
+WEIGHT_OPTIONS = tuple(
+    f"{weight}_{kind}"
+    for kind in ("initializer", "regularizer", "constraint")
+    for weight in ("kernel", "bias")
+)
+
+
+def serialize_options(layer, names=WEIGHT_OPTIONS):
+    """`{name: serialized getattr(layer, name)}` for `get_config` (Keras
+    initializers, regularizers, constraints; None stays None)."""
+    return {
+        name: keras.saving.serialize_keras_object(getattr(layer, name))
+        for name in names
+    }
+
+
+def attributes(layer, names):
+    """`{name: getattr(layer, name)}` for `get_config`."""
+    return {name: getattr(layer, name) for name in names}
+
+
+def serialize_choice(value):
+    """A named choice (a string) as it is, anything else serialized (a
+    Keras initializer given in place of a name)."""
+    if value is None or isinstance(value, str):
+        return value
+    return keras.saving.serialize_keras_object(value)
+
+
+def last_step(x, mask):
+    """The output at the last unmasked step of each sequence of `x`
+    `(batch, timesteps, ...)`; the last step when `mask` is None."""
+    if mask is None:
+        return x[:, -1]
+    mask = ops.cast(mask, "int32")
+    timesteps = ops.shape(mask)[1]
+    # Index of the last True: T - 1 - (first True in the reversed mask).
+    last = timesteps - 1 - ops.argmax(ops.flip(mask, axis=1), axis=1)
+    index = ops.reshape(ops.cast(last, "int32"), (-1, 1, 1))
+    return ops.take_along_axis(x, index, axis=1)[:, 0]
+
+
 def concrete_value(x):
     """Returns `x` as a numpy array when its value is known now (eager),
     or None inside a traced or symbolic computation."""

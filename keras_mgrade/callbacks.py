@@ -6,7 +6,6 @@ import keras
 
 from keras_mgrade import _utils
 from keras_mgrade.layers.dcls_conv1d import DCLSConv1D
-from keras_mgrade.layers.dcls_conv1d import _check_sigma
 
 
 def dcls_layers(model):
@@ -68,7 +67,7 @@ class SigmaAnnealing(keras.callbacks.Callback):
 
     def __init__(self, end=0.25, fraction=0.25, start=None):
         super().__init__()
-        self.end = _check_sigma(end)
+        self.end = _utils.check_positive_float("end", end)
         try:
             fraction = float(fraction)
         except (TypeError, ValueError):
@@ -79,7 +78,11 @@ class SigmaAnnealing(keras.callbacks.Callback):
                 f"fraction={fraction!r}"
             )
         self.fraction = fraction
-        self.start = None if start is None else _check_sigma(start)
+        self.start = (
+            None
+            if start is None
+            else _utils.check_positive_float("start", start)
+        )
         self._starts = {}
 
     def sigma_at(self, epoch, epochs, start=None):

@@ -83,11 +83,11 @@ def _report(args):
     from keras_mgrade import memory
 
     if args.model.endswith(".tflite"):
-        from keras_mgrade.export import micro
+        from keras_mgrade.export.arena import find_arena_size
 
         with open(args.model, "rb") as f:
             flat = f.read()
-        arena = micro.find_arena_size(flat)
+        arena = find_arena_size(flat)
         print(
             f"{args.model}: flatbuffer {len(flat)} bytes (flash), "
             f"TFLite Micro arena {arena} bytes (RAM, measured)\n"

@@ -34,15 +34,11 @@ Example:
 """
 
 import dataclasses
-import math
 
 import keras
 
-from keras_mgrade.layers.dcls_conv1d import DCLSConv1D
-from keras_mgrade.layers.last_timestep import LastTimestep
-from keras_mgrade.layers.mgrade import MGRADE
-from keras_mgrade.layers.min_gru import MinGRU
-from keras_mgrade.layers.temporal_mean_pooling import TemporalMeanPooling
+from keras_mgrade import layers as _layers  # noqa: F401  (registrations)
+from keras_mgrade.core import registry
 
 PRECISIONS = {"int8": 1, "float32": 4}
 
@@ -164,7 +160,8 @@ def footprint(model, precision="int8"):
 
     Args:
         model: a built `keras.Model` (Sequential or functional) made of
-            keras_mgrade layers and per-step Keras layers.
+            streamable layers (`keras_mgrade.core.registry`: each kind's
+            cost rule counts it).
         precision: `"int8"` (1 byte per weight and activation, int32 matrix
             biases) or `"float32"`.
 
@@ -182,11 +179,11 @@ def footprint(model, precision="int8"):
             f"model={model.name!r}"
         )
     nbytes = PRECISIONS[precision]
-    rows = []
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.InputLayer):
-            continue
-        rows.append(_layer_footprint(layer, nbytes))
+    rows = [
+        _layer_footprint(layer, nbytes)
+        for layer in model.layers
+        if not isinstance(layer, keras.layers.InputLayer)
+    ]
     # The new states are step outputs alive until the step ends; add the
     # largest working set of one layer on top.
     state = sum(r.state_bytes for r in rows)
@@ -202,115 +199,16 @@ def footprint(model, precision="int8"):
     )
 
 
-def _size(shape):
-    return int(math.prod(int(d) for d in shape))
-
-
-def _matrix(layer, nbytes, kernel, bias):
-    """(elements, bytes) of a kernel (+ bias: int32 when quantized)."""
-    n = _size(kernel.shape)
-    b = _size(bias.shape) if bias is not None else 0
-    bias_bytes = 4 if nbytes == 1 else nbytes
-    return n + b, n * nbytes + b * bias_bytes
-
-
-def _parts(layer, nbytes):
-    """(params, param_bytes, state, working-set elements) of one layer."""
-    if isinstance(layer, MGRADE):
-        params = pbytes = state = 0
-        work = 0
-        subs = [
-            layer.input_projection,
-            layer.conv,
-            layer.min_gru,
-            layer.mlp_norm,
-            layer.mlp_in,
-            layer.mlp_out,
-            layer.post_norm,
-        ]
-        for sub in subs:
-            if sub is None:
-                continue
-            p, pb, s, w = _parts(sub, nbytes)
-            params, pbytes, state = params + p, pbytes + pb, state + s
-            work = max(work, w)
-        # x, the residual stream and the block output.
-        return params, pbytes, state, work + 3 * layer.units
-    if isinstance(layer, DCLSConv1D):
-        channels = layer.channels
-        out = layer.output_channels
-        if layer.rounded:
-            taps = _size(layer.kernel.shape)
-            # int8 tap weights + int32 gather indices.
-            params = 2 * taps
-            pbytes = taps * nbytes + taps * 4
-        else:
-            params = (
-                layer.max_delay
-                * channels
-                * (1 if layer.filters is None else layer.filters)
-            )
-            pbytes = params * nbytes
-        if layer.use_bias:
-            params += out
-            pbytes += out * (4 if nbytes == 1 else nbytes)
-        state = (layer.max_delay - 1) * channels
-        # The window [fifo, x_t] and the output.
-        return params, pbytes, state, layer.max_delay * channels + out
-    if isinstance(layer, MinGRU):
-        p, pb = _matrix(layer, nbytes, layer.kernel, layer.bias)
-        # The [z | h~] projection, the gates and the new state.
-        return p, pb, layer.units, 4 * layer.units
-    if isinstance(layer, TemporalMeanPooling):
-        return 0, 0, layer.features + 1, 2 * layer.features
-    if isinstance(layer, LastTimestep | keras.layers.Dropout):
-        return 0, 0, 0, 0
-    if isinstance(layer, keras.layers.Dense):
-        p, pb = _matrix(layer, nbytes, layer.kernel, layer.bias)
-        return p, pb, 0, layer.units + layer.kernel.shape[0]
-    if isinstance(layer, keras.layers.Embedding):
-        n = _size(layer.embeddings.shape)
-        return n, n * nbytes, 0, layer.output_dim
-    if isinstance(
-        layer, keras.layers.LayerNormalization | keras.layers.RMSNormalization
-    ):
-        n = sum(_size(w.shape) for w in layer.weights)
-        width = int(layer.weights[0].shape[-1]) if layer.weights else 0
-        # x - mean, its square, and the result.
-        return n, n * nbytes, 0, 3 * width
-    if isinstance(
-        layer,
-        keras.layers.Activation | keras.layers.Add | keras.layers.Rescaling,
-    ):
-        width = _width(layer)
-        return 0, 0, 0, 2 * width
-    raise ValueError(
-        "keras_mgrade.memory does not know the streaming footprint of layer "
-        f"{layer.name!r} of type {type(layer).__name__}. Supported: "
-        "MGRADE, DCLSConv1D, MinGRU, TemporalMeanPooling, LastTimestep, "
-        "Dense, Embedding, LayerNormalization, RMSNormalization, Dropout, "
-        "Activation, Add, Rescaling."
-    )
-
-
-def _width(layer):
-    try:
-        shape = layer.output.shape
-    except (AttributeError, ValueError):
-        return 0
-    return int(shape[-1] or 0)
-
-
 def _layer_footprint(layer, nbytes):
-    params, pbytes, state, work = _parts(layer, nbytes)
+    cost = registry.cost(layer, nbytes)
     return LayerFootprint(
         name=layer.name,
         kind=type(layer).__name__,
-        parameters=params,
-        parameter_bytes=pbytes,
-        state=state,
-        state_bytes=state * nbytes,
-        activation_bytes=work * nbytes,
+        parameters=cost.parameters,
+        parameter_bytes=cost.parameter_bytes,
+        state=cost.state,
+        state_bytes=cost.state * nbytes,
+        activation_bytes=cost.working_set * nbytes,
     )
 
 

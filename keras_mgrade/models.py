@@ -8,6 +8,24 @@ from keras_mgrade.layers.mgrade import MGRADE
 from keras_mgrade.layers.temporal_mean_pooling import TemporalMeanPooling
 
 POOLINGS = ("mean", "last")
+# The builders' arguments that configure the stack of MGRADE blocks.
+BLOCK_ARGS = (
+    "units",
+    "num_layers",
+    "kernel_taps",
+    "max_delay",
+    "sigma",
+    "mlp_ratio",
+    "norm",
+    "dropout",
+    "use_conv",
+    "use_recurrence",
+    "scan",
+    "positions_initializer",
+    "positions_lr_multiplier",
+    "normalize_taps",
+    "seed",
+)
 
 
 def mgrade_classifier(
@@ -90,24 +108,7 @@ def mgrade_classifier(
             f"pooling={pooling!r}"
         )
     inputs, x = _encoder(input_features, vocabulary_size, units, timesteps)
-    x = _blocks(
-        x,
-        units=units,
-        num_layers=num_layers,
-        kernel_taps=kernel_taps,
-        max_delay=max_delay,
-        sigma=sigma,
-        mlp_ratio=mlp_ratio,
-        norm=norm,
-        dropout=dropout,
-        use_conv=use_conv,
-        use_recurrence=use_recurrence,
-        scan=scan,
-        positions_initializer=positions_initializer,
-        positions_lr_multiplier=positions_lr_multiplier,
-        normalize_taps=normalize_taps,
-        seed=seed,
-    )
+    x = _blocks(x, **{k: v for k, v in locals().items() if k in BLOCK_ARGS})
     x = keras.layers.Dense(num_classes, name="decoder")(x)
     if pooling == "mean":
         outputs = TemporalMeanPooling(name="pooling")(x)
@@ -169,24 +170,7 @@ def mgrade_seq2seq(
         "output_features", output_features
     )
     inputs, x = _encoder(input_features, vocabulary_size, units, timesteps)
-    x = _blocks(
-        x,
-        units=units,
-        num_layers=num_layers,
-        kernel_taps=kernel_taps,
-        max_delay=max_delay,
-        sigma=sigma,
-        mlp_ratio=mlp_ratio,
-        norm=norm,
-        dropout=dropout,
-        use_conv=use_conv,
-        use_recurrence=use_recurrence,
-        scan=scan,
-        positions_initializer=positions_initializer,
-        positions_lr_multiplier=positions_lr_multiplier,
-        normalize_taps=normalize_taps,
-        seed=seed,
-    )
+    x = _blocks(x, **{k: v for k, v in locals().items() if k in BLOCK_ARGS})
     outputs = keras.layers.Dense(output_features, name="decoder")(x)
     return keras.Model(inputs, outputs, name=name)
 

@@ -1,19 +1,31 @@
-"""Test helpers: references computed another way, and one layer check.
+"""Test helpers: references computed another way, and the layer checks.
 
 `run_layer_test` follows keras-hub's `TestCase.run_layer_test`: one call
 checks config round-trip, symbolic and eager calls, a `.keras` round-trip,
 that a training step changes the weights and lowers the loss, and mixed
 precision. Each layer's test file then stays short.
+
+`check_streaming_contract` checks the library's own contract for a
+streamable layer (`keras_mgrade.core.StreamingLayer`, or any registered
+kind): the step loop equals the sequence call at lengths around the
+scans' chunk boundaries, from a non-zero initial state; stateful chunked
+calls equal one call; the step marks its quantization points.
+`check_loads_on_other_backends` loads `.keras` files saved here on the
+two other backends.
 """
 
+import dataclasses
 import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 
 import keras
 import numpy as np
 from keras import ops
+
+from keras_mgrade import core
 
 BACKEND = keras.backend.backend()
 ALL_BACKENDS = ("tensorflow", "jax", "torch")
@@ -196,3 +208,177 @@ def _mixed_precision_check(layer_cls, init_kwargs, input_data, expected):
         for w in layer.weights:
             assert keras.backend.standardize_dtype(w.dtype) == "float32"
         assert np.all(np.isfinite(to_numpy(ops.cast(output, "float32"))))
+
+
+# Around the chunk boundaries of the scans: the chunked scan's chunk is
+# the power of two nearest sqrt(T) (8 at T = 64), the log scan's 64.
+CHUNK_LENGTHS = (1, 2, 63, 64, 65, 130)
+
+
+def _uniform_states(shapes, batch, rng):
+    return [
+        rng.uniform(0.0, 1.0, (batch,) + tuple(s)).astype("float32")
+        for s in shapes
+    ]
+
+
+@dataclasses.dataclass
+class StreamingSpec:
+    """How to check the streaming contract of one streamable layer.
+
+    Attributes:
+        name: the test id.
+        make: `make(**extra) -> layer`, a new unbuilt layer whose `call`
+            returns the whole output sequence (and, with `returns_state`,
+            `[outputs, *final_states]`); `extra` holds `stateful=True` for
+            the stateful check.
+        features: input features per step.
+        returns_state: `call` returns the final states too.
+        takes_initial_state: `call` accepts `initial_state=`.
+        stateful: the layer has a `stateful=True` mode.
+        sequence_output: `call` returns the whole sequence; otherwise its
+            output is the last step's (compared with the last step).
+        points: the step marks quantization points (weights, states).
+        prepare: `prepare(layer)` after building (e.g. set delays).
+        initial_states: `initial_states(shapes, batch, rng)`, non-zero
+            states to start from.
+        lengths: the sequence lengths to compare step loop and call at.
+    """
+
+    name: str
+    make: Callable
+    features: int
+    returns_state: bool = True
+    takes_initial_state: bool = True
+    stateful: bool = True
+    sequence_output: bool = True
+    points: bool = True
+    prepare: Callable | None = None
+    initial_states: Callable = _uniform_states
+    lengths: tuple = CHUNK_LENGTHS
+
+    def build(self, batch=2, **extra):
+        layer = self.make(**extra)
+        layer.build((batch, None, self.features))
+        if self.prepare is not None:
+            self.prepare(layer)
+        return layer
+
+
+def _call_sequence(spec, layer, x, states):
+    kwargs = {"initial_state": states} if spec.takes_initial_state else {}
+    out = layer(x, **kwargs)
+    if not spec.returns_state:
+        return to_numpy(out), None
+    y, *final = out
+    return to_numpy(y), [to_numpy(s) for s in final]
+
+
+def _step_of(layer):
+    kind = core.kind_of(layer)
+    return lambda x_t, states: kind.step(layer, x_t, states)
+
+
+def check_streaming_contract(spec, rtol=1e-5):
+    """Checks the streaming contract of `spec`'s layer (see the module
+    docstring); `rtol` bounds the relative error of step loop vs call."""
+    rng = np.random.default_rng(0)
+    layer = spec.build()
+    shapes = core.kind_of(layer).state_shapes(layer)
+    for timesteps in spec.lengths:
+        x = rng.normal(size=(2, timesteps, spec.features)).astype("float32")
+        states = spec.initial_states(shapes, 2, rng)
+        if not spec.takes_initial_state:
+            states = [np.zeros((2,) + tuple(s), "float32") for s in shapes]
+        y, final = _call_sequence(spec, layer, x, states)
+        y_step, final_step = core.run_steps(_step_of(layer), x, states)
+        if not spec.sequence_output:
+            y_step = y_step[:, -1]
+        scale = max(float(np.max(np.abs(y))), 1e-6)
+        np.testing.assert_allclose(
+            y_step, y, rtol=rtol, atol=rtol * scale, err_msg=f"T={timesteps}"
+        )
+        if final is not None:
+            assert len(final) == len(shapes), (len(final), shapes)
+            for a, b in zip(final_step, final):
+                np.testing.assert_allclose(
+                    a, b, rtol=rtol, atol=1e-6, err_msg=f"T={timesteps}"
+                )
+    if spec.stateful:
+        _check_stateful_chunks(spec, layer, rng)
+    if spec.points:
+        _check_points(layer, shapes, spec.features)
+
+
+def _check_stateful_chunks(spec, reference, rng):
+    x = rng.normal(size=(2, 45, spec.features)).astype("float32")
+    expected = to_numpy(_first(reference(x)))
+    stateful = spec.build(stateful=True)
+    inputs = keras.Input(batch_shape=(2, None, spec.features))
+    model = keras.Model(inputs, stateful(inputs))
+    by_path = {_relative_path(w): w for w in stateful.weights}
+    for value in reference.weights:
+        by_path[_relative_path(value)].assign(value)
+
+    def run(chunk):
+        return to_numpy(_first(model(chunk)))
+
+    got = np.concatenate([run(x[:, i : i + 15]) for i in (0, 15, 30)], 1)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    stateful.reset_state()
+    np.testing.assert_allclose(
+        run(x[:, :15]), expected[:, :15], rtol=1e-5, atol=1e-5
+    )
+
+
+def _first(outputs):
+    return outputs[0] if isinstance(outputs, (list, tuple)) else outputs
+
+
+def _relative_path(variable):
+    # "mgrade_3/conv/kernel" -> "conv/kernel": the same weight in two
+    # instances of a layer.
+    return variable.path.split("/", 1)[-1]
+
+
+def _check_points(layer, shapes, features):
+    recorder = core.points.Recorder()
+    x = ops.ones((1, features))
+    states = [ops.ones((1,) + tuple(s)) for s in shapes]
+    with core.points.scope(recorder):
+        _step_of(layer)(x, states)
+    kinds = set(recorder.points.values())
+    if layer.trainable_weights:
+        assert "weight" in kinds, recorder.points
+    if shapes:
+        assert "state" in kinds, recorder.points
+    assert "activation" in kinds or "state" in kinds, recorder.points
+
+
+def check_loads_on_other_backends(models, inputs):
+    """Saves each model of `models` (`{name: model}`) and loads it on the
+    two other backends, one process per backend: their outputs on
+    `inputs[name]` must equal this backend's."""
+    with tempfile.TemporaryDirectory() as tmp:
+        expected = {}
+        for name, model in models.items():
+            model.save(os.path.join(tmp, f"{name}.keras"))
+            np.save(os.path.join(tmp, f"{name}_x.npy"), inputs[name])
+            expected[name] = to_numpy(model(inputs[name]))
+        code = (
+            "import glob, os, numpy as np, keras, keras_mgrade\n"
+            f"for path in glob.glob(os.path.join({tmp!r}, '*.keras')):\n"
+            "    m = keras.saving.load_model(path, compile=False)\n"
+            "    x = np.load(path[:-6] + '_x.npy')\n"
+            "    y = keras.ops.convert_to_numpy(m(x))\n"
+            "    np.save(path[:-6] + '_y.npy', y)\n"
+        )
+        for other in ALL_BACKENDS:
+            if other == BACKEND:
+                continue
+            run_in_backend(other, code)
+            for name, want in expected.items():
+                got = np.load(os.path.join(tmp, f"{name}_y.npy"))
+                np.testing.assert_allclose(
+                    got, want, rtol=1e-5, atol=1e-6, err_msg=f"{name} {other}"
+                )

@@ -100,8 +100,13 @@ def test_errors():
         memory.footprint(model, "int4")
     inputs = keras.Input((None, 4))
     x = MinGRU(8, return_sequences=True)(inputs)
-    x = keras.layers.Conv1D(4, 3)(x)
-    with pytest.raises(ValueError, match="Conv1D"):
+    x = keras.layers.Conv1D(4, 3, name="valid_conv")(x)
+    with pytest.raises(
+        ValueError, match="padding='valid' for layer 'valid_conv'"
+    ):
         memory.footprint(keras.Model(inputs, x))
+    y = keras.layers.GRU(4, name="gru")(inputs)
+    with pytest.raises(ValueError, match="'gru' of type GRU .* Registered"):
+        memory.footprint(keras.Model(inputs, y))
     with pytest.raises(ValueError, match="built"):
         memory.footprint(keras.Sequential([MinGRU(4)]))

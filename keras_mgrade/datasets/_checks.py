@@ -5,7 +5,9 @@ import numbers
 import numpy as np
 
 
-def _fail(name, value, expected):
+def fail(name, value, expected):
+    """Raises the ValueError of a bad argument: its name, what was
+    expected, and the value received."""
     raise ValueError(
         f"Invalid `{name}`. Expected {expected}. Received: {name}={value!r}"
     )
@@ -14,9 +16,9 @@ def _fail(name, value, expected):
 def check_int(name, value, minimum=1):
     """Returns `int(value)` for an integer `>= minimum`, else raises."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        _fail(name, value, f"an integer >= {minimum}")
+        fail(name, value, f"an integer >= {minimum}")
     if value < minimum:
-        _fail(name, value, f"an integer >= {minimum}")
+        fail(name, value, f"an integer >= {minimum}")
     return int(value)
 
 
@@ -26,21 +28,21 @@ def check_float(name, value, low, high, low_open=False, high_open=False):
     right = ")" if high_open else "]"
     expected = f"a float in {left}{low}, {high}{right}"
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        _fail(name, value, expected)
+        fail(name, value, expected)
     value_f = float(value)
     if not np.isfinite(value_f):
-        _fail(name, value, expected)
+        fail(name, value, expected)
     if value_f < low or (low_open and value_f == low):
-        _fail(name, value, expected)
+        fail(name, value, expected)
     if value_f > high or (high_open and value_f == high):
-        _fail(name, value, expected)
+        fail(name, value, expected)
     return value_f
 
 
 def check_seed(seed):
     """Returns a numpy Generator for an integer `seed` (or raises)."""
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        _fail("seed", seed, "a non-negative integer")
+        fail("seed", seed, "a non-negative integer")
     if seed < 0:
-        _fail("seed", seed, "a non-negative integer")
+        fail("seed", seed, "a non-negative integer")
     return np.random.default_rng(int(seed))

@@ -84,7 +84,7 @@ def digits(permuted=False, upsample=1, seed=0, test_fraction=0.2):
     ((1438, 128, 1), (359, 128, 1))
     """
     if not isinstance(permuted, (bool, np.bool_)):
-        _checks._fail("permuted", permuted, "a bool")
+        _checks.fail("permuted", permuted, "a bool")
     upsample = _checks.check_int("upsample", upsample)
     test_fraction = _checks.check_float(
         "test_fraction", test_fraction, 0.0, 1.0, low_open=True, high_open=True
@@ -132,7 +132,7 @@ def smnist(permuted=False, seed=0):
     (60000, 784, 1)
     """
     if not isinstance(permuted, (bool, np.bool_)):
-        _checks._fail("permuted", permuted, "a bool")
+        _checks.fail("permuted", permuted, "a bool")
     permutation = sequence_permutation(784, seed)
     import keras
 
@@ -171,7 +171,7 @@ def scifar(grayscale=False):
     (50000, 1024, 3)
     """
     if not isinstance(grayscale, (bool, np.bool_)):
-        _checks._fail("grayscale", grayscale, "a bool")
+        _checks.fail("grayscale", grayscale, "a bool")
     import keras
 
     (x_train, y_train), (x_test, y_test) = keras.datasets.cifar10.load_data()

@@ -88,13 +88,13 @@ def _to_tree(tree_or_string, name):
         try:
             return _parse(tokens)
         except ValueError as error:
-            _checks._fail(
+            _checks.fail(
                 name, tree_or_string, f"a ListOps expression ({error})"
             )
     if isinstance(tree_or_string, np.ndarray):
         return _to_tree(listops_to_string(tree_or_string), name)
     if not _is_tree(tree_or_string):
-        _checks._fail(
+        _checks.fail(
             name,
             tree_or_string,
             "a ListOps expression string, an array of token ids, a digit or "
@@ -172,7 +172,7 @@ def listops_to_string(tree_or_ids):
         or np.any(ids < 0)
         or np.any(ids >= len(LISTOPS_VOCABULARY))
     ):
-        _checks._fail(
+        _checks.fail(
             "tree_or_ids",
             tree_or_ids,
             "a tree or a 1-D sequence of token ids in "
@@ -266,7 +266,7 @@ def listops(
     max_args = _checks.check_int("max_args", max_args, minimum=2)
     min_length = _checks.check_int("min_length", min_length)
     if min_length > max_length:
-        _checks._fail(
+        _checks.fail(
             "min_length", min_length, f"an integer <= max_length={max_length}"
         )
     operator_probability = _checks.check_float(
@@ -281,7 +281,7 @@ def listops(
     while i < num_sequences:
         attempts += 1
         if attempts > max_attempts:
-            _checks._fail(
+            _checks.fail(
                 "min_length",
                 min_length,
                 "a length that the other settings can reach (too many "

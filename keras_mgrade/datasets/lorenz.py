@@ -80,7 +80,7 @@ def _check_observed(observed):
         and len(set(values)) == len(values)
     )
     if not ok:
-        _checks._fail(
+        _checks.fail(
             "observed",
             observed,
             "an int or a non-empty sequence of distinct coordinate indices "
@@ -135,7 +135,7 @@ def _trajectories(num_sequences, num_steps, dt=0.01, burn_in=1000, seed=0):
             state = _rk4_step(state, dt)
             states[:, t] = state
     if not np.all(np.isfinite(states)):
-        _checks._fail(
+        _checks.fail(
             "dt", dt, "a smaller step (e.g. 0.01): the RK4 integration diverged"
         )
     return states
@@ -213,9 +213,9 @@ def lorenz(
     timesteps = _checks.check_int("timesteps", timesteps)
     observed = _check_observed(observed)
     if task not in TASKS:
-        _checks._fail("task", task, f"one of {TASKS}")
+        _checks.fail("task", task, f"one of {TASKS}")
     if task == "reconstruct" and len(observed) == 3:
-        _checks._fail(
+        _checks.fail(
             "observed",
             observed,
             "at most 2 observed coordinates with task='reconstruct' (some "

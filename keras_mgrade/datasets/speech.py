@@ -20,9 +20,9 @@ def _read_wav(path, sample_rate):
             rate = f.getframerate()
             frames = f.readframes(f.getnframes())
     except (wave.Error, EOFError) as error:
-        _checks._fail("directory", path, f"a readable WAV file ({error})")
+        _checks.fail("directory", path, f"a readable WAV file ({error})")
     if channels != 1 or width != 2 or rate != sample_rate:
-        _checks._fail(
+        _checks.fail(
             "directory",
             path,
             f"16-bit PCM mono WAV files at {sample_rate} Hz (this one: "
@@ -41,7 +41,7 @@ def _fit(samples, length):
 def _read_list(directory, name):
     path = os.path.join(directory, name)
     if not os.path.isfile(path):
-        _checks._fail(
+        _checks.fail(
             "subset", name, f"a list file {path!r} in `directory` (missing)"
         )
     with open(path) as f:
@@ -99,7 +99,7 @@ def speech_commands(
     if not isinstance(directory, (str, os.PathLike)) or not os.path.isdir(
         directory
     ):
-        _checks._fail("directory", directory, "an existing folder")
+        _checks.fail("directory", directory, "an existing folder")
     directory = os.fspath(directory)
     sample_rate = _checks.check_int("sample_rate", sample_rate)
     duration = _checks.check_float(
@@ -107,7 +107,7 @@ def speech_commands(
     )
     length = max(1, int(round(duration * sample_rate)))
     if subset is not None and subset not in SUBSETS:
-        _checks._fail("subset", subset, f"None or one of {SUBSETS}")
+        _checks.fail("subset", subset, f"None or one of {SUBSETS}")
     if labels is None:
         labels = sorted(
             name
@@ -116,12 +116,12 @@ def speech_commands(
             and os.path.isdir(os.path.join(directory, name))
         )
         if not labels:
-            _checks._fail(
+            _checks.fail(
                 "directory", directory, "a folder with label subfolders"
             )
     else:
         if isinstance(labels, str):
-            _checks._fail("labels", labels, "a sequence of folder names")
+            _checks.fail("labels", labels, "a sequence of folder names")
         labels = list(labels)
         missing = [
             label
@@ -130,7 +130,7 @@ def speech_commands(
             or not os.path.isdir(os.path.join(directory, label))
         ]
         if not labels or missing or len(set(labels)) != len(labels):
-            _checks._fail(
+            _checks.fail(
                 "labels",
                 labels,
                 "a non-empty sequence of distinct subfolders of `directory`",
@@ -191,7 +191,7 @@ def speech_commands_tfds(split="train", duration=1.0, sample_rate=16000):
     (4890, 16000, 1)
     """
     if not isinstance(split, str) or not split:
-        _checks._fail("split", split, "a TFDS split string such as 'train'")
+        _checks.fail("split", split, "a TFDS split string such as 'train'")
     sample_rate = _checks.check_int("sample_rate", sample_rate)
     duration = _checks.check_float(
         "duration", duration, 0.0, np.inf, low_open=True

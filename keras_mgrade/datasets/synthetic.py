@@ -67,7 +67,7 @@ def flip_flop(
     p_write = _checks.check_float("p_write", p_write, 0.0, 1.0, low_open=True)
     p_read = _checks.check_float("p_read", p_read, 0.0, 1.0)
     if p_write + p_read > 1.0:
-        _checks._fail(
+        _checks.fail(
             "p_read", p_read, f"a float <= 1 - p_write = {1.0 - p_write}"
         )
     rng = _checks.check_seed(seed)
@@ -221,7 +221,7 @@ def multi_timescale(
     """
     num_sequences = _checks.check_int("num_sequences", num_sequences)
     if num_classes not in (2, 4) or isinstance(num_classes, bool):
-        _checks._fail("num_classes", num_classes, "2 or 4")
+        _checks.fail("num_classes", num_classes, "2 or 4")
     burst_length = _checks.check_int("burst_length", burst_length, minimum=4)
     pulse_length = _checks.check_int("pulse_length", pulse_length)
     timesteps = _checks.check_int(

@@ -1,7 +1,14 @@
-"""From a trained sequence model to a streaming TFLite file."""
+"""From a trained sequence model to a streaming TFLite file.
 
+`streaming_model` builds the single-step model; `export_tflite` converts
+it (`convert`), rewrites its I/O to the export contract (`rewrite`,
+`variables`), verifies it on TFLite Micro (`verify`, `arena`) and reports;
+`StreamingInterpreter` runs a file on TFLite Micro or LiteRT; `c_source`
+writes the C arrays for firmware.
+"""
+
+from keras_mgrade.export.arena import find_arena_size
 from keras_mgrade.export.micro import StreamingInterpreter
-from keras_mgrade.export.micro import find_arena_size
 from keras_mgrade.export.micro import stream_file
 from keras_mgrade.export.streaming import StreamingStep
 from keras_mgrade.export.streaming import initial_states

@@ -3,41 +3,7 @@ array, and the exact `MicroMutableOpResolver` registration of its ops."""
 
 import os
 
-# TFLite builtin op name -> MicroMutableOpResolver method.
-RESOLVER_METHODS = {
-    "ADD": "AddAdd",
-    "ASSIGN_VARIABLE": "AddAssignVariable",
-    "CALL_ONCE": "AddCallOnce",
-    "CONCATENATION": "AddConcatenation",
-    "DEPTHWISE_CONV_2D": "AddDepthwiseConv2D",
-    "DEQUANTIZE": "AddDequantize",
-    "DIV": "AddDiv",
-    "FULLY_CONNECTED": "AddFullyConnected",
-    "GATHER": "AddGather",
-    "HARD_SWISH": "AddHardSwish",
-    "LEAKY_RELU": "AddLeakyRelu",
-    "LOGISTIC": "AddLogistic",
-    "MAXIMUM": "AddMaximum",
-    "MEAN": "AddMean",
-    "MINIMUM": "AddMinimum",
-    "MUL": "AddMul",
-    "PACK": "AddPack",
-    "QUANTIZE": "AddQuantize",
-    "READ_VARIABLE": "AddReadVariable",
-    "RELU": "AddRelu",
-    "RELU6": "AddRelu6",
-    "RESHAPE": "AddReshape",
-    "RSQRT": "AddRsqrt",
-    "SOFTMAX": "AddSoftmax",
-    "SQUARE": "AddSquare",
-    "SQUARED_DIFFERENCE": "AddSquaredDifference",
-    "STRIDED_SLICE": "AddStridedSlice",
-    "SUB": "AddSub",
-    "SUM": "AddSum",
-    "TANH": "AddTanh",
-    "UNPACK": "AddUnpack",
-    "VAR_HANDLE": "AddVarHandle",
-}
+from keras_mgrade.export.tflm_ops import RESOLVER_METHODS
 
 
 def resolver_source(ops, name="model", num_variables=0):

@@ -17,14 +17,9 @@ import sys
 
 import numpy as np
 
+from keras_mgrade.export.arena import read_model
+
 RUNTIMES = ("tflm", "litert")
-
-
-def _load_bytes(model):
-    if isinstance(model, bytes | bytearray):
-        return bytes(model)
-    with open(model, "rb") as f:
-        return f.read()
 
 
 def _quant(details, key_scales, key_zero_points):
@@ -105,7 +100,7 @@ class StreamingInterpreter:
                 f"runtime={runtime!r}"
             )
         self.runtime = runtime
-        self.model_bytes = _load_bytes(model)
+        self.model_bytes = read_model(model)
         self.arena_size = arena_size or (1 << 20)
         self._open()
         self.num_states = len(self.inputs) - 1
@@ -271,89 +266,3 @@ def stream_file(model, sequences, runtime="tflm", arena_size=None):
     """
     interp = StreamingInterpreter(model, runtime, arena_size)
     return np.stack([interp.run(s) for s in np.asarray(sequences)], 0)
-
-
-_BISECT = """
-import os, sys
-import numpy as np
-from tflite_micro import runtime
-
-data = open(sys.argv[1], "rb").read()
-low, high, step = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-
-
-def probe(size):
-    # In a forked child: TFLite Micro can crash (not just fail) when the
-    # arena is far too small.
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            fd = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(fd, 1)
-            os.dup2(fd, 2)
-            interp = runtime.Interpreter.from_bytes(data, arena_size=size)
-            i = 0
-            while True:
-                try:
-                    d = interp.get_input_details(i)
-                except Exception:
-                    break
-                interp.set_input(np.zeros(d["shape"], d["dtype"]), i)
-                i += 1
-            interp.invoke()
-            code = 0
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
-
-
-if not probe(high):
-    print(-1)
-    sys.exit(0)
-while high - low > step:
-    mid = (low + high) // 2
-    if probe(mid):
-        high = mid
-    else:
-        low = mid
-print(high)
-"""
-
-
-def find_arena_size(model, low=256, high=1 << 24, granularity=16):
-    """The smallest TFLite Micro arena (bytes) in which the file allocates
-    and runs one step, found by bisection (each probe in a separate
-    process: TFLite Micro may crash on a far too small arena)."""
-    import subprocess
-    import tempfile
-
-    model_bytes = _load_bytes(model)
-    with tempfile.NamedTemporaryFile(suffix=".tflite", delete=False) as f:
-        f.write(model_bytes)
-        path = f.name
-    try:
-        out = subprocess.run(
-            [
-                sys.executable,
-                "-c",
-                _BISECT,
-                path,
-                str(low),
-                str(high),
-                str(granularity),
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-    finally:
-        os.unlink(path)
-    size = int(out.stdout.strip().splitlines()[-1])
-    if size < 0:
-        raise RuntimeError(
-            f"The model does not run on TFLite Micro even with an arena of "
-            f"{high} bytes."
-        )
-    return size

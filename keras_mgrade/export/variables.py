@@ -151,23 +151,42 @@ def to_variables(flat):
             f"{len(outputs)} outputs"
         )
     names = [f"state_{i}" for i in range(len(inputs) - 1)]
-    for name, t_in, t_out in zip(names, inputs[1:], outputs[1:]):
-        a, b = sub.tensors[t_in], sub.tensors[t_out]
-        same = (
-            list(a.shape) == list(b.shape)
-            and a.type == b.type
-            and _qkey(a) == _qkey(b)
-        )
-        if not same:
-            raise ValueError(
-                f"{name}: the state's input and output tensors differ in "
-                "shape, type or quantization; a resource variable needs "
-                "them equal."
-            )
+    _check_states(sub, names, inputs[1:], outputs[1:])
     if not names:
         return bytes(flat), []
+    graph.subgraphs.append(_initialiser(graph, sub, names, inputs[1:]))
+    options = schema.CallOnceOptionsT()
+    options.initSubgraphIndex = len(graph.subgraphs) - 1
+    head = [
+        _operator(
+            _opcode_index(graph, schema.BuiltinOperator.CALL_ONCE),
+            [],
+            [],
+            schema.BuiltinOptions.CallOnceOptions,
+            options,
+        )
+    ]
+    read = _opcode_index(graph, schema.BuiltinOperator.READ_VARIABLE)
+    assign = _opcode_index(graph, schema.BuiltinOperator.ASSIGN_VARIABLE)
+    tail = []
+    for name, t_in, t_out in zip(names, inputs[1:], outputs[1:]):
+        handle, op = _var_handle(graph, sub, name)
+        head += [op, _operator(read, [handle], [t_in])]
+        tail.append(_operator(assign, [handle, t_out], []))
+    sub.operators = head + list(sub.operators) + tail
+    sub.inputs = np.array(inputs[:1], "int32")
+    sub.outputs = np.array(outputs[:1], "int32")
+    for sig in graph.signatureDefs or []:
+        # export_tflite's order: x_t and y_t first.
+        sig.inputs, sig.outputs = sig.inputs[:1], sig.outputs[:1]
+    flat = bytes(flatbuffer_utils.convert_object_to_bytearray(graph))
+    return flat, names
 
-    # The initialiser subgraph: assign each variable its zero value.
+
+def _initialiser(graph, sub, names, state_inputs):
+    """The subgraph that assigns each variable its zero value (its zero
+    point in int8); `CALL_ONCE` runs it on the first invoke."""
+    schema = _schema()
     init = schema.SubGraphT()
     init.name = b"init_state"
     init.tensors, init.operators = [], []
@@ -175,7 +194,7 @@ def to_variables(flat):
     init.outputs = np.array([], "int32")
     assign = _opcode_index(graph, schema.BuiltinOperator.ASSIGN_VARIABLE)
     constants = {}
-    for name, t_in in zip(names, inputs[1:]):
+    for name, t_in in zip(names, state_inputs):
         source = sub.tensors[t_in]
         key = (tuple(source.shape), int(source.type), _qkey(source))
         if key not in constants:
@@ -192,33 +211,25 @@ def to_variables(flat):
             )
         handle, op = _var_handle(graph, init, name)
         init.operators += [op, _operator(assign, [handle, constants[key]], [])]
-    graph.subgraphs.append(init)
+    return init
 
-    options = schema.CallOnceOptionsT()
-    options.initSubgraphIndex = len(graph.subgraphs) - 1
-    head = [
-        _operator(
-            _opcode_index(graph, schema.BuiltinOperator.CALL_ONCE),
-            [],
-            [],
-            schema.BuiltinOptions.CallOnceOptions,
-            options,
+
+def _check_states(sub, names, state_inputs, state_outputs):
+    """Each state's input and output tensors must agree in shape, type
+    and quantization to become one variable."""
+    for name, t_in, t_out in zip(names, state_inputs, state_outputs):
+        a, b = sub.tensors[t_in], sub.tensors[t_out]
+        same = (
+            list(a.shape) == list(b.shape)
+            and a.type == b.type
+            and _qkey(a) == _qkey(b)
         )
-    ]
-    read = _opcode_index(graph, schema.BuiltinOperator.READ_VARIABLE)
-    tail = []
-    for name, t_in, t_out in zip(names, inputs[1:], outputs[1:]):
-        handle, op = _var_handle(graph, sub, name)
-        head += [op, _operator(read, [handle], [t_in])]
-        tail.append(_operator(assign, [handle, t_out], []))
-    sub.operators = head + list(sub.operators) + tail
-    sub.inputs = np.array(inputs[:1], "int32")
-    sub.outputs = np.array(outputs[:1], "int32")
-    for sig in graph.signatureDefs or []:
-        # export_tflite's order: x_t and y_t first.
-        sig.inputs, sig.outputs = sig.inputs[:1], sig.outputs[:1]
-    flat = bytes(flatbuffer_utils.convert_object_to_bytearray(graph))
-    return flat, names
+        if not same:
+            raise ValueError(
+                f"{name}: the state's input and output tensors differ in "
+                "shape, type or quantization; a resource variable needs "
+                "them equal."
+            )
 
 
 def _qkey(tensor):

@@ -8,7 +8,10 @@ from keras import ops
 from keras import regularizers
 
 from keras_mgrade import _utils
-from keras_mgrade.quantization import points
+from keras_mgrade.core import points
+from keras_mgrade.core.contract import StreamingLayer
+from keras_mgrade.core.registry import LayerCost
+from keras_mgrade.core.registry import register_streaming
 
 POSITION_INITIALIZERS = ("evenly_spaced", "uniform")
 
@@ -36,7 +39,7 @@ class PositionRange(keras.constraints.Constraint):
 
 
 @keras.saving.register_keras_serializable(package="keras_mgrade")
-class DCLSConv1D(keras.layers.Layer):
+class DCLSConv1D(StreamingLayer):
     """Causal 1D convolution with learnable delays (DCLS), depthwise by
     default.
 
@@ -166,17 +169,10 @@ class DCLSConv1D(keras.layers.Layer):
         seed=None,
         **kwargs,
     ):
-        kernel_taps = _utils.check_positive_int("kernel_taps", kernel_taps)
-        max_delay = _utils.check_positive_int("max_delay", max_delay)
-        if kernel_taps > max_delay:
-            raise ValueError(
-                "kernel_taps cannot exceed max_delay (the taps must fit in "
-                f"the window). Received: kernel_taps={kernel_taps}, "
-                f"max_delay={max_delay}"
-            )
+        kernel_taps, max_delay = _utils.check_taps(kernel_taps, max_delay)
         if filters is not None:
             filters = _utils.check_positive_int("filters", filters)
-        sigma = _check_sigma(sigma)
+        sigma = _utils.check_positive_float("sigma", sigma)
         try:
             multiplier = float(positions_lr_multiplier)
         except (TypeError, ValueError):
@@ -219,18 +215,12 @@ class DCLSConv1D(keras.layers.Layer):
         self.return_state = bool(return_state)
         self.stateful = bool(stateful)
         self.supports_masking = True
-        self.state_variable = None
 
     # ------------------------------------------------------------------
     # Weights.
 
     def build(self, input_shape):
-        input_shape = tuple(input_shape)
-        if len(input_shape) != 3:
-            raise ValueError(
-                "DCLSConv1D expects inputs of rank 3 (batch, timesteps, "
-                f"channels). Received: inputs.shape={input_shape}"
-            )
+        input_shape = self.check_sequence_shape(input_shape)
         channels = input_shape[-1]
         if channels is None:
             raise ValueError(
@@ -277,17 +267,8 @@ class DCLSConv1D(keras.layers.Layer):
         else:
             self.bias = None
         if self.stateful and self.max_delay > 1:
-            if input_shape[0] is None:
-                raise ValueError(
-                    "A stateful DCLSConv1D needs a static batch size (use "
-                    "keras.Input(batch_size=...)). Received: "
-                    f"inputs.shape={input_shape}"
-                )
-            self.state_variable = self.add_weight(
-                shape=(input_shape[0], self.max_delay - 1, channels),
-                initializer="zeros",
-                trainable=False,
-                name="fifo",
+            self.add_state_variable(
+                (self.max_delay - 1, channels), input_shape, "fifo"
             )
 
     def _raw_positions_initializer(self):
@@ -338,7 +319,7 @@ class DCLSConv1D(keras.layers.Layer):
 
     @sigma.setter
     def sigma(self, value):
-        self.sigma_variable.assign(_check_sigma(value))
+        self.sigma_variable.assign(_utils.check_positive_float("sigma", value))
 
     @property
     def state_shapes(self):
@@ -412,30 +393,8 @@ class DCLSConv1D(keras.layers.Layer):
     # ------------------------------------------------------------------
     # Sequence and step.
 
-    def get_initial_state(self, batch_size):
-        """Zero FIFO states for `step`."""
-        return [
-            ops.zeros((batch_size,) + shape, dtype="float32")
-            for shape in self.state_shapes
-        ]
-
-    def reset_state(self):
-        """Clears the carried FIFO of a stateful layer."""
-        if self.state_variable is not None:
-            self.state_variable.assign(
-                ops.zeros_like(self.state_variable.value)
-            )
-
-    def reset_states(self):
-        """Alias of `reset_state`."""
-        self.reset_state()
-
     def call(self, inputs, initial_state=None, training=None):
-        if len(inputs.shape) != 3:
-            raise ValueError(
-                "DCLSConv1D expects inputs of rank 3 (batch, timesteps, "
-                f"channels). Received: inputs.shape={tuple(inputs.shape)}"
-            )
+        self.check_sequence_shape(inputs.shape)
         fifo = self._initial_fifo(inputs, initial_state)
         window = self.max_delay - 1
         if window:
@@ -458,7 +417,7 @@ class DCLSConv1D(keras.layers.Layer):
         if window:
             final_fifo = padded[:, -window:]
             if self.stateful:
-                self.state_variable.assign(ops.cast(final_fifo, "float32"))
+                self.state_variables[0].assign(ops.cast(final_fifo, "float32"))
         if self.return_state:
             return [outputs] + ([final_fifo] if window else [])
         return outputs
@@ -482,6 +441,7 @@ class DCLSConv1D(keras.layers.Layer):
         # Quantization points (identities unless quantization-aware
         # training is active): the input, the FIFO and the window share
         # one range, so the int8 FIFO is a plain copy of int8 samples.
+        states = self.check_states(states)
         x = ops.expand_dims(points.state(self, "fifo", inputs_t), 1)
         if self.max_delay > 1:
             fifo = points.state(self, "fifo", states[0])
@@ -533,93 +493,65 @@ class DCLSConv1D(keras.layers.Layer):
         return points.activation(self, "tap_sum", ops.sum(weighted, axis))
 
     def _initial_fifo(self, inputs, initial_state):
-        window = self.max_delay - 1
         if initial_state is None:
-            if self.stateful and window:
-                return ops.convert_to_tensor(self.state_variable.value)
+            if self.stateful and self.max_delay > 1:
+                return self.carried_states()[0]
             return None
-        if isinstance(initial_state, (list, tuple)):
-            if len(initial_state) != len(self.state_shapes):
-                raise ValueError(
-                    f"DCLSConv1D has {len(self.state_shapes)} state(s). "
-                    "Received: initial_state of length "
-                    f"{len(initial_state)}"
-                )
-            if not initial_state:
-                return None
-            initial_state = initial_state[0]
-        fifo = ops.convert_to_tensor(initial_state)
-        shape = tuple(fifo.shape)
-        if (
-            len(shape) != 3
-            or shape[1:] != (window, self.channels)
-            or (
-                shape[0] is not None
-                and inputs.shape[0] is not None
-                and shape[0] != inputs.shape[0]
-            )
-        ):
-            raise ValueError(
-                "initial_state must have shape (batch, max_delay - 1, "
-                f"channels) = {(inputs.shape[0], window, self.channels)}. "
-                f"Received: initial_state.shape={shape}"
-            )
-        return fifo
+        states = self.check_states(
+            initial_state, inputs.shape[0], "initial_state"
+        )
+        return states[0] if states else None
 
     def compute_output_shape(self, inputs_shape, initial_state_shape=None):
-        out = tuple(inputs_shape[:2]) + (
-            self.filters if self.filters is not None else inputs_shape[-1],
-        )
-        if self.return_state:
-            states = [(inputs_shape[0], self.max_delay - 1, inputs_shape[-1])]
-            return [out] + (states if self.max_delay > 1 else [])
-        return out
-
-    def compute_mask(self, inputs, mask=None):
-        if self.return_state:
-            return [mask] + [None] * len(self.state_shapes or [0])
-        return mask
+        width = self.filters or inputs_shape[-1]
+        return self.sequence_output_shape(inputs_shape, width)
 
     def get_config(self):
-        positions_initializer = self.positions_initializer
-        if not isinstance(positions_initializer, str):
-            positions_initializer = initializers.serialize(
-                positions_initializer
-            )
-        config = {
-            "kernel_taps": self.kernel_taps,
-            "max_delay": self.max_delay,
-            "filters": self.filters,
-            "sigma": self.initial_sigma,
-            "normalize_taps": self.normalize_taps,
-            "use_bias": self.use_bias,
-            "kernel_initializer": initializers.serialize(
-                self.kernel_initializer
+        config = _utils.attributes(self, _CONFIG_ATTRIBUTES)
+        config.update(
+            sigma=self.initial_sigma,
+            positions_initializer=_utils.serialize_choice(
+                self.positions_initializer
             ),
-            "bias_initializer": initializers.serialize(self.bias_initializer),
-            "positions_initializer": positions_initializer,
-            "positions_lr_multiplier": self.positions_lr_multiplier,
-            "kernel_regularizer": regularizers.serialize(
-                self.kernel_regularizer
-            ),
-            "bias_regularizer": regularizers.serialize(self.bias_regularizer),
-            "kernel_constraint": constraints.serialize(self.kernel_constraint),
-            "bias_constraint": constraints.serialize(self.bias_constraint),
-            "rounded": self.rounded,
-            "return_state": self.return_state,
-            "stateful": self.stateful,
-            "seed": self.seed,
-        }
+            **_utils.serialize_options(self),
+        )
         return {**super().get_config(), **config}
 
 
-def _check_sigma(sigma):
-    try:
-        value = float(sigma)
-    except (TypeError, ValueError):
-        value = float("nan")
-    if not value > 0 or not np.isfinite(value):
-        raise ValueError(
-            f"sigma must be a float > 0. Received: sigma={sigma!r}"
-        )
-    return value
+# Arguments that `get_config` returns as the layer keeps them.
+_CONFIG_ATTRIBUTES = (
+    "kernel_taps",
+    "max_delay",
+    "filters",
+    "normalize_taps",
+    "use_bias",
+    "positions_lr_multiplier",
+    "rounded",
+    "return_state",
+    "stateful",
+    "seed",
+)
+
+
+def _cost(layer, nbytes):
+    channels, out = layer.channels, layer.output_channels
+    bias_bytes = 4 if nbytes == 1 else nbytes
+    if layer.rounded:
+        taps = int(np.prod(layer.kernel.shape))
+        # Tap weights + int32 gather indices.
+        params, pbytes = 2 * taps, taps * nbytes + taps * 4
+    else:
+        params = layer.max_delay * channels * (layer.filters or 1)
+        pbytes = params * nbytes
+    if layer.use_bias:
+        params, pbytes = params + out, pbytes + out * bias_bytes
+    return LayerCost(
+        parameters=params,
+        parameter_bytes=pbytes,
+        state=(layer.max_delay - 1) * channels,
+        # The window [fifo, x_t] and the output.
+        working_set=layer.max_delay * channels + out,
+    )
+
+
+register_streaming(DCLSConv1D, cost=_cost, quantized_inside=True)

@@ -2,11 +2,14 @@
 
 import keras
 
-from keras_mgrade.layers.mgrade import _last_step
+from keras_mgrade import _utils
+from keras_mgrade.core.contract import StreamingLayer
+from keras_mgrade.core.registry import LayerCost
+from keras_mgrade.core.registry import register_streaming
 
 
 @keras.saving.register_keras_serializable(package="keras_mgrade")
-class LastTimestep(keras.layers.Layer):
+class LastTimestep(StreamingLayer):
     """Selects the last time step of a sequence (the last unmasked one
     when a mask is given). When streamed it passes each step through: the
     output after the last sample of a stream is the sequence's output.
@@ -32,18 +35,12 @@ class LastTimestep(keras.layers.Layer):
 
     @property
     def state_shapes(self):
-        return []
-
-    def get_initial_state(self, batch_size):
+        """`[]`: no state."""
         return []
 
     def call(self, inputs, mask=None):
-        if len(inputs.shape) != 3:
-            raise ValueError(
-                "LastTimestep expects inputs of rank 3 (batch, timesteps, "
-                f"features). Received: inputs.shape={tuple(inputs.shape)}"
-            )
-        return _last_step(inputs, mask)
+        self.check_sequence_shape(inputs.shape)
+        return _utils.last_step(inputs, mask)
 
     def step(self, inputs_t, states, training=False):
         """The current step's input, unchanged (no state)."""
@@ -54,3 +51,10 @@ class LastTimestep(keras.layers.Layer):
 
     def compute_mask(self, inputs, mask=None):
         return None
+
+
+register_streaming(
+    LastTimestep,
+    cost=lambda layer, nbytes: LayerCost(),
+    quantized_inside=True,
+)

@@ -1,20 +1,24 @@
 """MGRADE: delay convolution + minimal GRU + MLP, with residuals."""
 
+import dataclasses
+
 import keras
 from keras import ops
 
 from keras_mgrade import _utils
 from keras_mgrade import activations
+from keras_mgrade.core import points
+from keras_mgrade.core import registry
+from keras_mgrade.core.contract import StreamingLayer
 from keras_mgrade.layers import streaming_ops
 from keras_mgrade.layers.dcls_conv1d import DCLSConv1D
 from keras_mgrade.layers.min_gru import MinGRU
-from keras_mgrade.quantization import points
 
 NORMS = ("layer", "rms", None)
 
 
 @keras.saving.register_keras_serializable(package="keras_mgrade")
-class MGRADE(keras.layers.Layer):
+class MGRADE(StreamingLayer):
     """The mGRADE block: a learnable-delay convolution feeding a minimal
     GRU, then a position-wise MLP, each with a residual connection.
 
@@ -64,6 +68,10 @@ class MGRADE(keras.layers.Layer):
             `"evenly_spaced"`.
         positions_lr_multiplier: float, see `DCLSConv1D`. Defaults to
             `5.0`.
+        rounded: bool, start with integer delays and the sparse kernel
+            (see `DCLSConv1D.round_positions`); `get_config` records it
+            after `keras_mgrade.callbacks.round_positions`, so a `.keras`
+            file keeps the rounded block. Defaults to `False`.
         scan: the MinGRU scan form (see `MinGRU`). Defaults to `"auto"`.
         kernel_initializer: initializer of the Dense and MinGRU kernels.
             Defaults to `"glorot_uniform"`.
@@ -122,6 +130,7 @@ class MGRADE(keras.layers.Layer):
         normalize_taps=False,
         positions_initializer="evenly_spaced",
         positions_lr_multiplier=5.0,
+        rounded=False,
         scan="auto",
         kernel_initializer="glorot_uniform",
         return_sequences=True,
@@ -131,18 +140,12 @@ class MGRADE(keras.layers.Layer):
         **kwargs,
     ):
         units = _utils.check_positive_int("units", units)
+        kernel_taps, max_delay = _utils.check_taps(kernel_taps, max_delay)
+        sigma = _utils.check_positive_float("sigma", sigma)
+        norm_epsilon = _utils.check_positive_float("norm_epsilon", norm_epsilon)
         mlp_ratio = _utils.check_positive_int("mlp_ratio", mlp_ratio, 0)
-        if norm not in NORMS:
-            raise ValueError(
-                f"Unknown norm. Expected one of {NORMS}. Received: "
-                f"norm={norm!r}"
-            )
         dropout = _utils.check_rate("dropout", dropout)
-        if not use_conv and not use_recurrence:
-            raise ValueError(
-                "An MGRADE block needs the convolution, the recurrence or "
-                "both. Received: use_conv=False, use_recurrence=False"
-            )
+        _check_parts(norm, use_conv, use_recurrence)
         super().__init__(**kwargs)
         self.units = units
         self.kernel_taps = kernel_taps
@@ -159,6 +162,7 @@ class MGRADE(keras.layers.Layer):
         self.normalize_taps = bool(normalize_taps)
         self.positions_initializer = positions_initializer
         self.positions_lr_multiplier = positions_lr_multiplier
+        self.rounded = bool(rounded)
         self.scan = scan
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.return_sequences = bool(return_sequences)
@@ -167,8 +171,18 @@ class MGRADE(keras.layers.Layer):
         self.seed = seed
         self.supports_masking = True
 
-        policy = self.dtype_policy
-        init = self._initializer
+        self._make_sublayers()
+        # Checked here so that a bad activation fails at construction.
+        self._mlp_step_activation = streaming_ops.step_activation(
+            self.mlp_activation, "mlp_activation", owner=self
+        )
+
+    def _make_sublayers(self):
+        policy, units = self.dtype_policy, self.units
+
+        def init():
+            return _utils.clone_initializer(self.kernel_initializer)
+
         self.input_projection = None
         if self.project_inputs:
             self.input_projection = keras.layers.Dense(
@@ -180,15 +194,16 @@ class MGRADE(keras.layers.Layer):
         self.conv = self.min_gru = None
         if self.use_conv:
             self.conv = DCLSConv1D(
-                kernel_taps,
-                max_delay,
-                sigma=sigma,
-                normalize_taps=normalize_taps,
-                positions_initializer=positions_initializer,
-                positions_lr_multiplier=positions_lr_multiplier,
+                self.kernel_taps,
+                self.max_delay,
+                sigma=self.initial_sigma,
+                normalize_taps=self.normalize_taps,
+                positions_initializer=self.positions_initializer,
+                positions_lr_multiplier=self.positions_lr_multiplier,
+                rounded=self.rounded,
                 return_state=True,
-                stateful=stateful,
-                seed=seed,
+                stateful=self.stateful,
+                seed=self.seed,
                 dtype=policy,
                 name="conv",
             )
@@ -198,16 +213,16 @@ class MGRADE(keras.layers.Layer):
                 kernel_initializer=init(),
                 return_sequences=True,
                 return_state=True,
-                stateful=stateful,
-                scan=scan,
+                stateful=self.stateful,
+                scan=self.scan,
                 dtype=policy,
                 name="min_gru",
             )
         self.mlp_norm = self.mlp_in = self.mlp_out = self.post_norm = None
-        if mlp_ratio:
+        if self.mlp_ratio:
             self.mlp_norm = self._make_norm("mlp_norm")
             self.mlp_in = keras.layers.Dense(
-                mlp_ratio * units,
+                self.mlp_ratio * units,
                 kernel_initializer=init(),
                 dtype=policy,
                 name="mlp_in",
@@ -217,16 +232,8 @@ class MGRADE(keras.layers.Layer):
             )
         self.post_norm = self._make_norm("post_norm")
         self.dropout_layer = keras.layers.Dropout(
-            dropout, seed=seed, dtype=policy, name="dropout"
+            self.dropout, seed=self.seed, dtype=policy, name="dropout"
         )
-        # Checked here so that a bad activation fails at construction.
-        self._mlp_step_activation = streaming_ops.step_activation(
-            self.mlp_activation, "mlp_activation", owner=self
-        )
-
-    def _initializer(self):
-        config = keras.initializers.serialize(self.kernel_initializer)
-        return keras.initializers.deserialize(config)
 
     def _make_norm(self, name):
         if self.norm is None:
@@ -257,12 +264,7 @@ class MGRADE(keras.layers.Layer):
         return 1 if self.use_conv and self.max_delay > 1 else 0
 
     def build(self, input_shape):
-        input_shape = tuple(input_shape)
-        if len(input_shape) != 3:
-            raise ValueError(
-                "MGRADE expects inputs of rank 3 (batch, timesteps, "
-                f"features). Received: inputs.shape={input_shape}"
-            )
+        input_shape = self.check_sequence_shape(input_shape)
         width = input_shape[-1]
         if width != self.units and not self.project_inputs:
             raise ValueError(
@@ -286,30 +288,11 @@ class MGRADE(keras.layers.Layer):
         if self.post_norm is not None:
             self.post_norm.build(shape)
 
-    def get_initial_state(self, batch_size):
-        """Zero states `[fifo, h]` for `step`."""
-        return [
-            ops.zeros((batch_size,) + shape, "float32")
-            for shape in self.state_shapes
-        ]
-
-    def reset_state(self):
-        """Clears the carried states of a stateful block."""
-        for layer in (self.conv, self.min_gru):
-            if layer is not None:
-                layer.reset_state()
-
-    def reset_states(self):
-        """Alias of `reset_state`."""
-        self.reset_state()
-
     def call(self, inputs, initial_state=None, mask=None, training=None):
-        if len(inputs.shape) != 3:
-            raise ValueError(
-                "MGRADE expects inputs of rank 3 (batch, timesteps, "
-                f"features). Received: inputs.shape={tuple(inputs.shape)}"
-            )
-        conv_state, rnn_state = self._split_state(initial_state)
+        self.check_sequence_shape(inputs.shape)
+        conv_state, rnn_state = self._split_state(
+            initial_state, inputs.shape[0]
+        )
         x = inputs
         if self.input_projection is not None:
             x = self.input_projection(x)
@@ -330,7 +313,7 @@ class MGRADE(keras.layers.Layer):
             y = v + self.dropout_layer(z, training=training)
         out = self.post_norm(y) if self.post_norm is not None else y
         if not self.return_sequences:
-            out = _last_step(out, mask)
+            out = _utils.last_step(out, mask)
         if self.return_state:
             return [out] + list(fifo) + list(h)
         return out
@@ -346,7 +329,7 @@ class MGRADE(keras.layers.Layer):
         Returns:
             `(y_t, [new_fifo, new_h])`.
         """
-        states = list(states)
+        states = self.check_states(states)
         n = self._num_conv_states
         x = ops.convert_to_tensor(inputs_t)
         if self.input_projection is not None:
@@ -372,82 +355,90 @@ class MGRADE(keras.layers.Layer):
             y = streaming_ops.layer_norm(y, self.post_norm)
         return y, list(fifo) + list(h)
 
-    def _split_state(self, initial_state):
+    def _split_state(self, initial_state, batch_size):
         if initial_state is None:
             return None, None
-        if not isinstance(initial_state, (list, tuple)):
-            initial_state = [initial_state]
-        expected = len(self.state_shapes)
-        if len(initial_state) != expected:
-            raise ValueError(
-                f"MGRADE has {expected} states {self.state_shapes} "
-                "(fifo, h). Received: initial_state of length "
-                f"{len(initial_state)}"
-            )
+        states = self.check_states(initial_state, batch_size, "initial_state")
         n = self._num_conv_states
-        conv_state = list(initial_state[:n]) if n else None
-        rnn_state = initial_state[n] if self.use_recurrence else None
+        conv_state = states[:n] if n else None
+        rnn_state = states[n] if self.use_recurrence else None
         return conv_state, rnn_state
 
     def compute_output_shape(self, inputs_shape, initial_state_shape=None):
-        batch, timesteps = inputs_shape[0], inputs_shape[1]
-        if self.return_sequences:
-            out = (batch, timesteps, self.units)
-        else:
-            out = (batch, self.units)
-        if self.return_state:
-            return [out] + [(batch,) + s for s in self.state_shapes]
-        return out
-
-    def compute_mask(self, inputs, mask=None):
-        out_mask = mask if self.return_sequences else None
-        if self.return_state:
-            return [out_mask] + [None] * len(self.state_shapes)
-        return out_mask
+        return self.sequence_output_shape(inputs_shape, self.units)
 
     def get_config(self):
-        positions_initializer = self.positions_initializer
-        if not isinstance(positions_initializer, str):
-            positions_initializer = keras.initializers.serialize(
-                positions_initializer
-            )
-        config = {
-            "units": self.units,
-            "kernel_taps": self.kernel_taps,
-            "max_delay": self.max_delay,
-            "sigma": self.initial_sigma,
-            "mlp_ratio": self.mlp_ratio,
-            "norm": self.norm,
-            "norm_epsilon": self.norm_epsilon,
-            "mlp_activation": streaming_ops.activation_name(
-                self.mlp_activation
+        config = _utils.attributes(self, _CONFIG_ATTRIBUTES)
+        config.update(
+            sigma=self.initial_sigma,
+            rounded=self.conv is not None and self.conv.rounded,
+            mlp_activation=streaming_ops.activation_name(self.mlp_activation),
+            positions_initializer=_utils.serialize_choice(
+                self.positions_initializer
             ),
-            "dropout": self.dropout,
-            "use_conv": self.use_conv,
-            "use_recurrence": self.use_recurrence,
-            "project_inputs": self.project_inputs,
-            "normalize_taps": self.normalize_taps,
-            "positions_initializer": positions_initializer,
-            "positions_lr_multiplier": self.positions_lr_multiplier,
-            "scan": self.scan,
-            "kernel_initializer": keras.initializers.serialize(
-                self.kernel_initializer
-            ),
-            "return_sequences": self.return_sequences,
-            "return_state": self.return_state,
-            "stateful": self.stateful,
-            "seed": self.seed,
-        }
+            kernel_initializer=_utils.serialize_choice(self.kernel_initializer),
+        )
         return {**super().get_config(), **config}
 
 
-def _last_step(x, mask):
-    """The output at the last unmasked step of each sequence."""
-    if mask is None:
-        return x[:, -1]
-    mask = ops.cast(mask, "int32")
-    timesteps = ops.shape(mask)[1]
-    # Index of the last True: T - 1 - (first True in the reversed mask).
-    last = timesteps - 1 - ops.argmax(ops.flip(mask, axis=1), axis=1)
-    index = ops.reshape(ops.cast(last, "int32"), (-1, 1, 1))
-    return ops.take_along_axis(x, index, axis=1)[:, 0]
+# Arguments that `get_config` returns as the block keeps them.
+_CONFIG_ATTRIBUTES = (
+    "units",
+    "kernel_taps",
+    "max_delay",
+    "mlp_ratio",
+    "norm",
+    "norm_epsilon",
+    "dropout",
+    "use_conv",
+    "use_recurrence",
+    "project_inputs",
+    "normalize_taps",
+    "positions_lr_multiplier",
+    "scan",
+    "return_sequences",
+    "return_state",
+    "stateful",
+    "seed",
+)
+
+
+def _check_parts(norm, use_conv, use_recurrence):
+    if norm not in NORMS:
+        raise ValueError(
+            f"Unknown norm. Expected one of {NORMS}. Received: norm={norm!r}"
+        )
+    if not use_conv and not use_recurrence:
+        raise ValueError(
+            "An MGRADE block needs the convolution, the recurrence or "
+            "both. Received: use_conv=False, use_recurrence=False"
+        )
+
+
+def _cost(layer, nbytes):
+    total = registry.LayerCost()
+    for sub in (
+        layer.input_projection,
+        layer.conv,
+        layer.min_gru,
+        layer.mlp_norm,
+        layer.mlp_in,
+        layer.mlp_out,
+        layer.post_norm,
+    ):
+        if sub is None:
+            continue
+        part = registry.cost(sub, nbytes)
+        total = registry.LayerCost(
+            parameters=total.parameters + part.parameters,
+            parameter_bytes=total.parameter_bytes + part.parameter_bytes,
+            state=total.state + part.state,
+            working_set=max(total.working_set, part.working_set),
+        )
+    # x, the residual stream and the block output.
+    return dataclasses.replace(
+        total, working_set=total.working_set + 3 * layer.units
+    )
+
+
+registry.register_streaming(MGRADE, cost=_cost, quantized_inside=True)

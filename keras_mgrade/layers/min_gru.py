@@ -1,5 +1,7 @@
 """MinGRU: the minimal gated recurrent unit, trained with a parallel scan."""
 
+import dataclasses
+
 import keras
 from keras import constraints
 from keras import initializers
@@ -7,8 +9,11 @@ from keras import ops
 from keras import regularizers
 
 from keras_mgrade import _utils
+from keras_mgrade.core import points
+from keras_mgrade.core.contract import StreamingLayer
+from keras_mgrade.core.registry import matrix_cost
+from keras_mgrade.core.registry import register_streaming
 from keras_mgrade.ops import scan as scan_ops
-from keras_mgrade.quantization import points
 
 
 def candidate_activation(x):
@@ -189,22 +194,13 @@ class MinGRUCell(keras.layers.Layer):
         config = {
             "units": self.units,
             "use_bias": self.use_bias,
-            "kernel_initializer": initializers.serialize(
-                self.kernel_initializer
-            ),
-            "bias_initializer": initializers.serialize(self.bias_initializer),
-            "kernel_regularizer": regularizers.serialize(
-                self.kernel_regularizer
-            ),
-            "bias_regularizer": regularizers.serialize(self.bias_regularizer),
-            "kernel_constraint": constraints.serialize(self.kernel_constraint),
-            "bias_constraint": constraints.serialize(self.bias_constraint),
+            **_utils.serialize_options(self),
         }
         return {**super().get_config(), **config}
 
 
 @keras.saving.register_keras_serializable(package="keras_mgrade")
-class MinGRU(keras.layers.Layer):
+class MinGRU(StreamingLayer):
     """Minimal gated recurrent unit over whole sequences (parallel scan).
 
     Computes, for every time step of `inputs` (Feng et al. 2024, B.3),
@@ -345,7 +341,6 @@ class MinGRU(keras.layers.Layer):
             name="min_gru_cell",
         )
         self.supports_masking = True
-        self.state_variable = None
 
     # Weights, for porting and inspection.
     @property
@@ -367,42 +362,10 @@ class MinGRU(keras.layers.Layer):
         return [(self.units,)]
 
     def build(self, input_shape):
-        input_shape = tuple(input_shape)
-        if len(input_shape) != 3:
-            raise ValueError(
-                "MinGRU expects inputs of rank 3 (batch, timesteps, "
-                f"features). Received: inputs.shape={input_shape}"
-            )
+        input_shape = self.check_sequence_shape(input_shape)
         self.cell.build((input_shape[0], input_shape[-1]))
         if self.stateful:
-            if input_shape[0] is None:
-                raise ValueError(
-                    "A stateful MinGRU needs a static batch size (use "
-                    "keras.Input(batch_size=...) or batch_shape). "
-                    f"Received: inputs.shape={input_shape}"
-                )
-            self.state_variable = self.add_weight(
-                shape=(input_shape[0], self.units),
-                initializer="zeros",
-                trainable=False,
-                dtype="float32",
-                name="state",
-            )
-
-    def get_initial_state(self, batch_size):
-        """Zero states `[(batch_size, units)]` for `step`."""
-        return [ops.zeros((batch_size, self.units), dtype="float32")]
-
-    def reset_state(self):
-        """Clears the carried state of a stateful layer."""
-        if self.state_variable is not None:
-            self.state_variable.assign(
-                ops.zeros_like(self.state_variable.value)
-            )
-
-    def reset_states(self):
-        """Alias of `reset_state` (Keras 2 name)."""
-        self.reset_state()
+            self.add_state_variable((self.units,), input_shape, "state")
 
     def step(self, inputs_t, states, training=False):
         """Runs one time step for streaming inference.
@@ -418,14 +381,10 @@ class MinGRU(keras.layers.Layer):
         Returns:
             `(h_t, [h_t])`.
         """
-        return self.cell(inputs_t, list(states))
+        return self.cell(inputs_t, self.check_states(states))
 
     def call(self, inputs, initial_state=None, mask=None, training=None):
-        if len(inputs.shape) != 3:
-            raise ValueError(
-                "MinGRU expects inputs of rank 3 (batch, timesteps, "
-                f"features). Received: inputs.shape={tuple(inputs.shape)}"
-            )
+        self.check_sequence_shape(inputs.shape)
         h0 = self._initial_state(inputs, initial_state)
         if training and self.dropout > 0:
             noise_shape = (ops.shape(inputs)[0], 1, ops.shape(inputs)[2])
@@ -439,7 +398,7 @@ class MinGRU(keras.layers.Layer):
         h = self._scan(pre, h0, mask)
         last = h[:, -1]
         if self.stateful:
-            self.state_variable.assign(last)
+            self.state_variables[0].assign(last)
         output = h if self.return_sequences else last
         output = ops.cast(output, self.compute_dtype)
         if self.return_state:
@@ -473,56 +432,22 @@ class MinGRU(keras.layers.Layer):
     def _initial_state(self, inputs, initial_state):
         if initial_state is None:
             if self.stateful:
-                return ops.convert_to_tensor(self.state_variable.value)
+                return self.carried_states()[0]
             return None
-        if isinstance(initial_state, (list, tuple)):
-            if len(initial_state) != 1:
-                raise ValueError(
-                    "MinGRU has one state; initial_state must be a tensor "
-                    "or a list of one tensor. Received: "
-                    f"initial_state of length {len(initial_state)}"
-                )
-            initial_state = initial_state[0]
-        value = _utils.concrete_value(initial_state)
-        h0 = ops.cast(ops.convert_to_tensor(initial_state), "float32")
-        expected = (inputs.shape[0], self.units)
-        shape = tuple(h0.shape)
-        if (
-            len(shape) != 2
-            or shape[1] != self.units
-            or (
-                shape[0] is not None
-                and expected[0] is not None
-                and shape[0] != expected[0]
-            )
-        ):
-            raise ValueError(
-                "initial_state must have shape (batch, units) = "
-                f"{expected}. Received: initial_state.shape={shape}"
-            )
+        (h0,) = self.check_states(
+            initial_state, inputs.shape[0], "initial_state"
+        )
+        value = _utils.concrete_value(h0)
         if value is not None and (value < 0).any():
             raise ValueError(
                 "initial_state must be >= 0: the MinGRU state is positive "
                 "by construction (and the log-space scan needs it). "
                 f"Received: initial_state with minimum {value.min()!r}"
             )
-        return h0
+        return ops.cast(h0, "float32")
 
     def compute_output_shape(self, inputs_shape, initial_state_shape=None):
-        batch, timesteps = inputs_shape[0], inputs_shape[1]
-        if self.return_sequences:
-            output_shape = (batch, timesteps, self.units)
-        else:
-            output_shape = (batch, self.units)
-        if self.return_state:
-            return [output_shape, (batch, self.units)]
-        return output_shape
-
-    def compute_mask(self, inputs, mask=None):
-        output_mask = mask if self.return_sequences else None
-        if self.return_state:
-            return [output_mask, None]
-        return output_mask
+        return self.sequence_output_shape(inputs_shape, self.units)
 
     def get_config(self):
         cell_config = self.cell.get_config()
@@ -531,11 +456,28 @@ class MinGRU(keras.layers.Layer):
         config = {
             "units": self.units,
             **cell_config,
-            "dropout": self.dropout,
-            "return_sequences": self.return_sequences,
-            "return_state": self.return_state,
-            "stateful": self.stateful,
-            "scan": self.scan,
-            "seed": self.seed,
+            **_utils.attributes(
+                self,
+                (
+                    "dropout",
+                    "return_sequences",
+                    "return_state",
+                    "stateful",
+                    "scan",
+                    "seed",
+                ),
+            ),
         }
         return {**super().get_config(), **config}
+
+
+def _cost(layer, nbytes):
+    # The [z | h~] projection, the gates and the new state.
+    return dataclasses.replace(
+        matrix_cost(layer.kernel, layer.bias, nbytes),
+        state=layer.units,
+        working_set=4 * layer.units,
+    )
+
+
+register_streaming(MinGRU, cost=_cost, quantized_inside=True)

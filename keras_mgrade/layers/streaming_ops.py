@@ -1,14 +1,19 @@
 """Per-step forms of standard Keras layers, written with ops that TFLite
-Micro runs in int8.
+Micro runs in int8, and their registration as streamable kinds.
 
-Used by `MGRADE.step` and by `keras_mgrade.export.streaming_model` for the
-per-step layers of a model (Dense, LayerNormalization, Activation, ...).
+Used by `MGRADE.step` and, through the registry
+(`keras_mgrade.core.registry`), by everything that steps a model
+(Dense, LayerNormalization, Activation, ...).
 """
 
 import keras
 from keras import ops
 
-from keras_mgrade.quantization import points
+from keras_mgrade.core import points
+from keras_mgrade.core.registry import LayerCost
+from keras_mgrade.core.registry import matrix_cost
+from keras_mgrade.core.registry import register_streaming
+from keras_mgrade.core.registry import size
 
 # Activations with an exact TFLite Micro int8 lowering, written as
 # `fn(x, q)`: `q(name, tensor, fixed=None)` marks each tensor the int8 graph
@@ -42,17 +47,19 @@ _STEP_ACTIVATIONS = {
 
 
 def activation_name(activation):
-    """The registered name of a Keras activation function (or None)."""
+    """The registered name of a Keras activation function (or None).
+
+    Read with `keras.saving.get_registered_name` rather than
+    `keras.activations.serialize`, which imports TensorFlow."""
     if activation is None:
         return "linear"
     if isinstance(activation, str):
         return activation
-    name = keras.activations.serialize(activation)
-    if isinstance(name, dict):
-        name = name.get("config", name.get("class_name"))
-    if isinstance(name, str):
-        return name.split(">")[-1]
-    return getattr(activation, "__name__", None)
+    try:
+        name = keras.saving.get_registered_name(activation)
+    except AttributeError:  # not a function or class
+        return None
+    return name.split(">")[-1]
 
 
 def step_activation(activation, where="activation", owner=None):
@@ -90,18 +97,11 @@ def layer_norm(x, layer):
     Args:
         x: tensor `(..., features)`.
         layer: a built `LayerNormalization` or `RMSNormalization` over the
-            last axis.
+            last axis (the feature axis: see `check_norm`).
 
     Returns:
         The normalised tensor, in the dtype of `x`.
     """
-    axis = layer.axis
-    axis = list(axis) if isinstance(axis, (list, tuple)) else [axis]
-    if axis not in ([-1], [len(x.shape) - 1]):
-        raise ValueError(
-            "Only normalization over the last axis can be streamed. "
-            f"Received: axis={layer.axis} for layer {layer.name!r}"
-        )
     dtype = x.dtype
     x = ops.cast(x, "float32")
 
@@ -123,12 +123,6 @@ def layer_norm(x, layer):
         y = q("normalized", x * inv)
         y = q("output", y * w("scale"))
         return ops.cast(y, dtype)
-    if getattr(layer, "rms_scaling", False):
-        raise ValueError(
-            "LayerNormalization(rms_scaling=True) is deprecated in Keras and "
-            "is not streamed; use keras.layers.RMSNormalization. Received: "
-            f"layer {layer.name!r}"
-        )
     mean = q("mean", ops.mean(x, axis=-1, keepdims=True))
     centered = q("centered", x - mean)
     square = q("square", centered * centered)
@@ -164,3 +158,140 @@ def dense(x, layer):
         layer.activation, f"{layer.name}.activation", owner=layer
     )
     return fn(y)
+
+
+def check_norm(layer):
+    """Raises a ValueError unless `layer` normalizes over the feature axis
+    only (the last axis of its input): over time it would not be causal."""
+    axis = layer.axis if isinstance(layer.axis, (list, tuple)) else [layer.axis]
+    try:
+        rank = len(layer.input.shape)
+    except (AttributeError, ValueError):
+        rank = None
+    last = [-1] if rank is None else [-1, rank - 1]
+    if len(axis) != 1 or axis[0] not in last:
+        raise ValueError(
+            "Only normalization over the feature axis (the last axis) can be "
+            "streamed; over the time axis it is not causal. Received: "
+            f"axis={layer.axis} for layer {layer.name!r} of type "
+            f"{type(layer).__name__}"
+        )
+    if getattr(layer, "rms_scaling", False):
+        raise ValueError(
+            "LayerNormalization(rms_scaling=True) is deprecated in Keras and "
+            "is not streamed; use keras.layers.RMSNormalization. Received: "
+            f"layer {layer.name!r}"
+        )
+
+
+def _width(layer):
+    try:
+        shape = layer.output.shape
+    except (AttributeError, ValueError):
+        return 0
+    return int(shape[-1] or 0)
+
+
+def _stateless(fn):
+    """A registry step for a layer without state: `fn(layer, inputs)`."""
+    return lambda layer, inputs, states: (fn(layer, inputs), [])
+
+
+def _activation_step(layer, inputs):
+    fn = step_activation(
+        layer.activation, f"{layer.name}.activation", owner=layer
+    )
+    return fn(inputs)
+
+
+def _check_activation(layer):
+    step_activation(layer.activation, f"{layer.name}.activation")
+
+
+def _dense_cost(layer, nbytes):
+    return matrix_cost(
+        layer.kernel,
+        layer.bias,
+        nbytes,
+        working_set=layer.units + layer.kernel.shape[0],
+    )
+
+
+def _norm_cost(layer, nbytes):
+    n = sum(size(w.shape) for w in layer.weights)
+    width = int(layer.weights[0].shape[-1]) if layer.weights else 0
+    # x - mean, its square, and the result.
+    return LayerCost(n, n * nbytes, 0, 3 * width)
+
+
+def _embedding_cost(layer, nbytes):
+    n = size(layer.embeddings.shape)
+    return LayerCost(n, n * nbytes, 0, layer.output_dim)
+
+
+def _elementwise_cost(layer, nbytes):
+    return LayerCost(working_set=2 * _width(layer))
+
+
+def _identity(layer, inputs):
+    return inputs
+
+
+def _call(layer, inputs):
+    return layer(inputs)
+
+
+def _call_operation(op, inputs):
+    return op(*inputs) if isinstance(inputs, list) else op(inputs)
+
+
+def _embedding(layer, inputs):
+    return layer(ops.cast(inputs, "int32"))
+
+
+register_streaming(
+    keras.layers.InputLayer,
+    step=_stateless(_identity),
+    cost=lambda layer, nbytes: LayerCost(),
+    quantized_inside=True,
+)
+register_streaming(
+    keras.layers.Dropout,
+    step=_stateless(_identity),
+    cost=lambda layer, nbytes: LayerCost(),
+    quantized_inside=True,
+)
+register_streaming(
+    keras.layers.Dense,
+    step=_stateless(lambda layer, x: dense(x, layer)),
+    cost=_dense_cost,
+    quantized_inside=True,
+)
+for _norm in (keras.layers.LayerNormalization, keras.layers.RMSNormalization):
+    register_streaming(
+        _norm,
+        step=_stateless(lambda layer, x: layer_norm(x, layer)),
+        cost=_norm_cost,
+        quantized_inside=True,
+        check=check_norm,
+    )
+register_streaming(
+    keras.layers.Activation,
+    step=_stateless(_activation_step),
+    cost=_elementwise_cost,
+    quantized_inside=True,
+    check=_check_activation,
+)
+register_streaming(
+    keras.layers.Embedding, step=_stateless(_embedding), cost=_embedding_cost
+)
+for _layer in (
+    keras.layers.Add,
+    keras.layers.Subtract,
+    keras.layers.Multiply,
+    keras.layers.Rescaling,
+):
+    register_streaming(_layer, step=_stateless(_call), cost=_elementwise_cost)
+# Elementwise `keras.ops` operations of functional graphs (not layers).
+for _name in ("Add", "Subtract", "Multiply", "Maximum", "Minimum"):
+    register_streaming(_name, step=_stateless(_call_operation))

@@ -3,9 +3,13 @@
 import keras
 from keras import ops
 
+from keras_mgrade.core.contract import StreamingLayer
+from keras_mgrade.core.registry import LayerCost
+from keras_mgrade.core.registry import register_streaming
+
 
 @keras.saving.register_keras_serializable(package="keras_mgrade")
-class TemporalMeanPooling(keras.layers.Layer):
+class TemporalMeanPooling(StreamingLayer):
     """Mean over the time axis; when streamed, the running mean.
 
     On a sequence it returns `mean_t x_t` (over unmasked steps when a mask
@@ -30,6 +34,9 @@ class TemporalMeanPooling(keras.layers.Layer):
     >>> x = np.arange(6, dtype="float32").reshape(1, 3, 2)
     >>> keras.ops.convert_to_numpy(TemporalMeanPooling()(x)).tolist()
     [[2.0, 3.0]]
+    >>> running = TemporalMeanPooling(return_sequences=True)(x)
+    >>> keras.ops.convert_to_numpy(running)[0, :, 0].tolist()
+    [0.0, 1.0, 2.0]
     """
 
     def __init__(self, return_sequences=False, **kwargs):
@@ -39,24 +46,13 @@ class TemporalMeanPooling(keras.layers.Layer):
         self.features = None
 
     def build(self, input_shape):
-        if len(input_shape) != 3:
-            raise ValueError(
-                "TemporalMeanPooling expects inputs of rank 3 (batch, "
-                f"timesteps, features). Received: inputs.shape="
-                f"{tuple(input_shape)}"
-            )
+        input_shape = self.check_sequence_shape(input_shape)
         self.features = input_shape[-1]
 
     @property
     def state_shapes(self):
         """`[(features,), (1,)]`: the running mean and the step count."""
         return [(self.features,), (1,)]
-
-    def get_initial_state(self, batch_size):
-        return [
-            ops.zeros((batch_size, self.features), "float32"),
-            ops.zeros((batch_size, 1), "float32"),
-        ]
 
     def call(self, inputs, mask=None):
         x = ops.cast(inputs, "float32")
@@ -84,22 +80,26 @@ class TemporalMeanPooling(keras.layers.Layer):
         Returns:
             `(m', [m', n'])`.
         """
-        mean, count = states
+        mean, count = self.check_states(states)
         count = count + 1.0
         x = ops.cast(inputs_t, mean.dtype)
         mean = mean + (x - mean) / count
         return ops.cast(mean, self.compute_dtype), [mean, count]
 
     def compute_output_shape(self, input_shape):
-        if self.return_sequences:
-            return tuple(input_shape)
-        return (input_shape[0], input_shape[2])
-
-    def compute_mask(self, inputs, mask=None):
-        return mask if self.return_sequences else None
+        return self.sequence_output_shape(input_shape, input_shape[-1])
 
     def get_config(self):
         return {
             **super().get_config(),
             "return_sequences": self.return_sequences,
         }
+
+
+def _cost(layer, nbytes):
+    return LayerCost(state=layer.features + 1, working_set=2 * layer.features)
+
+
+register_streaming(
+    TemporalMeanPooling, cost=_cost, quantized_inside=True, host_pooling="mean"
+)

@@ -474,8 +474,8 @@ def _native_cumlogsumexp():
         import torch
 
         return lambda x, axis: torch.logcumsumexp(x, dim=axis)
-    # Any other backend: cumulative log-sum-exp from primitives, shifted by
-    # the running maximum for stability.
+    # Any other backend: an associative scan of `logaddexp`, which is
+    # stable on its own (no separate shift by a running maximum).
     return _cumlogsumexp_from_scan
 
 

@@ -4,9 +4,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_mgrade.export import streaming
-from keras_mgrade.layers.temporal_mean_pooling import TemporalMeanPooling
-from keras_mgrade.quantization import points
+from keras_mgrade import core
+from keras_mgrade.core import points
 from keras_mgrade.quantization.config import QuantizeConfig
 
 INPUTS = "inputs"  # the pseudo-layer name of the input point
@@ -48,7 +47,7 @@ def _scan(body, init, xs, y_shape):
     return tf.nest.map_structure(lambda t: t[-1], carry), ys
 
 
-class QuantizationScope:
+class QuantizationScope(points.Scope):
     """The fake quantization of one run of the step graph.
 
     Modes: `"discover"` lists the points, `"train"` fake-quantizes with the
@@ -132,15 +131,10 @@ class QuantizationScope:
         if config.skip or self.mode == "discover":
             return fn()
         bits = config.weight_bits
-        if self.mode == "export" and keras.backend.backend() == "tensorflow":
-            import tensorflow as tf
-
-            # Evaluate eagerly: the converter receives the quantized
+        if self.mode == "export":
+            # Evaluated eagerly: the converter receives the quantized
             # weights as constants and quantizes them to the same grid.
-            with tf.init_scope():
-                value = _quantize_weight(fn(), axis, bits)
-                value = ops.convert_to_numpy(value)
-            return ops.convert_to_tensor(value)
+            return points.constant(lambda: _quantize_weight(fn(), axis, bits))
         return _quantize_weight(fn(), axis, bits)
 
     def merge(self, low, high):
@@ -158,7 +152,7 @@ class QuantizationScope:
 
 
 @keras.saving.register_keras_serializable(package="keras_mgrade")
-class QuantizedModel(keras.Model):
+class QuantizedModel(keras.Model, core.QuantizedSteps):
     """A sequence model trained with the int8 rounding of its step graph.
 
     Runs the model's single-step graph (the one `streaming_model` builds
@@ -191,7 +185,7 @@ class QuantizedModel(keras.Model):
             model = keras.saving.deserialize_keras_object(model)
         kwargs.setdefault("name", f"{model.name}_qat")
         super().__init__(**kwargs)
-        streaming.check_streamable(model)
+        core.check_streamable(model)
         for layer in model.layers:
             if isinstance(layer, keras.layers.Embedding):
                 raise ValueError(
@@ -201,11 +195,11 @@ class QuantizedModel(keras.Model):
                 )
         self.source = model
         self.layer_configs = _resolve_config(model, config)
-        self.host_pooling = isinstance(model.layers[-1], TemporalMeanPooling)
+        self.host_pooling = core.host_pooling_of(model) is not None
         self.state_shapes = [
             shape
-            for layer in streaming._layers_with_state(model, self.host_pooling)
-            for shape in layer.state_shapes
+            for _, shapes in core.stateful_layers(model, self.host_pooling)
+            for shape in shapes
         ]
         self.points = None
         self.aliases = {}
@@ -223,6 +217,24 @@ class QuantizedModel(keras.Model):
         """A `QuantizationScope` over this model's ranges."""
         return QuantizationScope(self, mode)
 
+    def check_exportable(self, quantize):
+        """Raises a ValueError if the learned ranges cannot make a
+        `quantize` file (not trained yet, or not 8-bit)."""
+        if not self.built or not float(ops.convert_to_numpy(self.initialized)):
+            raise ValueError(
+                "The quantization-aware model has no learned ranges yet: "
+                "train it (fit) before exporting it to int8. Received: model "
+                f"{self.name!r}"
+            )
+        for name, config in self.layer_configs.items():
+            if (config.weight_bits, config.activation_bits) != (8, 8):
+                raise ValueError(
+                    "An int8 file needs 8-bit weights and activations. "
+                    f"Received: config[{name!r}] with weight_bits="
+                    f"{config.weight_bits}, activation_bits="
+                    f"{config.activation_bits}"
+                )
+
     def point_index(self, key):
         return self._index[key]
 
@@ -234,7 +246,7 @@ class QuantizedModel(keras.Model):
             ops.zeros((1,) + tuple(s), "float32") for s in self.state_shapes
         ]
         with points.scope(scope):
-            y, _ = streaming.run_step(self.source, x, states, self.host_pooling)
+            y, _ = core.run_step(self.source, x, states, self.host_pooling)
         self._step_output_shape = tuple(y.shape[1:])
         return scope.found, scope.aliases
 
@@ -278,7 +290,7 @@ class QuantizedModel(keras.Model):
             states, low, high = carry
             scope = QuantizationScope(self, mode)
             with points.scope(scope):
-                y, new = streaming.run_step(
+                y, new = core.run_step(
                     self.source, x_t, states, self.host_pooling
                 )
             if mode == "train" and n:

@@ -48,7 +48,7 @@ def test_classifier_step_equals_call(pooling):
 def test_mean_pooling_left_to_the_host():
     model = _classifier("mean")
     x = _x()
-    step = streaming_model(model, batch_size=2, without_pooling=True)
+    step = streaming_model(model, batch_size=2, host_pooling=True)
     y, _ = stream(step, x)
     np.testing.assert_allclose(y.mean(1), to_numpy(model(x)), atol=2e-6)
     assert len(step.inputs) == len(streaming_model(model).inputs) - 2
@@ -105,30 +105,84 @@ def test_state_names_and_shapes():
     assert tuple(step.inputs[0].shape) == (1, 3)
 
 
-def test_unsupported_layer_is_named():
-    inputs = keras.Input((None, 3))
-    x = keras.layers.Conv1D(4, 3, padding="causal", name="my_conv")(inputs)
-    model = keras.Model(inputs, MinGRU(4)(x))
-    with pytest.raises(ValueError, match="'my_conv' of type Conv1D"):
-        streaming_model(model)
-    block = keras.Sequential(
-        [keras.Input((None, 3)), keras.layers.Dense(4, activation="gelu")]
-    )
-    with pytest.raises(ValueError, match="gelu"):
-        streaming_model(block)
+def _model_with(layer):
+    inputs = keras.Input((8, 3))
+    return keras.Model(inputs, MinGRU(4)(layer(inputs)))
 
 
-def test_bad_arguments():
-    model = _classifier()
-    with pytest.raises(ValueError, match="steps_per_invoke=0"):
-        streaming_model(model, steps_per_invoke=0)
-    dynamic = keras.Sequential(
-        [keras.Input((None, None)), keras.layers.Activation("tanh")]
-    )
-    with pytest.raises(ValueError, match=r"\(None, None, None\)"):
-        streaming_model(dynamic)
-    seq = mgrade_seq2seq(
-        3, 2, units=8, num_layers=1, kernel_taps=2, max_delay=4
-    )
-    with pytest.raises(ValueError, match="TemporalMeanPooling"):
-        streaming_model(seq, without_pooling=True)
+UNSTREAMABLE = [
+    (
+        "unregistered_layer",
+        lambda: keras.layers.GRU(4, return_sequences=True, name="my_gru"),
+        r"'my_gru' of type GRU cannot be streamed. Registered: .*MGRADE",
+    ),
+    (
+        "non_causal_conv1d",
+        lambda: keras.layers.Conv1D(4, 3, padding="same", name="my_conv"),
+        "padding must be 'causal'. Received: padding='same'",
+    ),
+    (
+        "dilated_strided_conv1d",
+        lambda: keras.layers.Conv1D(4, 3, strides=2, padding="causal"),
+        r"strides=\(2,\)",
+    ),
+    (
+        "normalization_over_time",
+        lambda: keras.layers.LayerNormalization(axis=1, name="over_time"),
+        "axis=.1. for layer 'over_time'",
+    ),
+    (
+        "gelu",
+        lambda: keras.layers.Dense(4, activation="gelu"),
+        "'gelu' has no TFLite Micro int8 kernel",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [case[1:] for case in UNSTREAMABLE],
+    ids=[case[0] for case in UNSTREAMABLE],
+)
+def test_unstreamable_layer_is_named(make, message):
+    with pytest.raises(ValueError, match=message):
+        streaming_model(_model_with(make()))
+
+
+BAD_ARGUMENTS = [
+    (
+        "steps_per_invoke_zero",
+        lambda: streaming_model(_classifier(), steps_per_invoke=0),
+        "steps_per_invoke=0",
+    ),
+    (
+        "dynamic_features",
+        lambda: streaming_model(
+            keras.Sequential(
+                [keras.Input((None, None)), keras.layers.Activation("tanh")]
+            )
+        ),
+        r"\(None, None, None\)",
+    ),
+    (
+        "host_pooling_without_pooling",
+        lambda: streaming_model(
+            mgrade_seq2seq(
+                3, 2, units=8, num_layers=1, kernel_taps=2, max_delay=4
+            ),
+            host_pooling=True,
+        ),
+        "TemporalMeanPooling",
+    ),
+    ("not_a_model", lambda: streaming_model("model.keras"), "keras.Model"),
+]
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [case[1:] for case in BAD_ARGUMENTS],
+    ids=[case[0] for case in BAD_ARGUMENTS],
+)
+def test_bad_arguments(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()

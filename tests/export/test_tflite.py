@@ -186,11 +186,11 @@ def test_int8_needs_calibration(tmp_path):
 
 
 def test_missing_tensorflow_is_explained(monkeypatch):
-    from keras_mgrade.export import tflite
+    from keras_mgrade.export import convert
 
     monkeypatch.setitem(sys.modules, "tensorflow", None)
     with pytest.raises(ImportError, match=r"keras-mgrade\[tflite\]"):
-        tflite._require_tensorflow()
+        convert.require_tensorflow()
 
 
 @pytest.mark.skipif(BACKEND == "tensorflow", reason="other backends")
@@ -250,7 +250,7 @@ def test_cli_report(tmp_path):
 def test_step_model_of_int8_export_is_float_reference(trained):
     # The exporter's deviation check compares against the step model.
     model, x, _ = trained
-    step = streaming_model(model, batch_size=2, without_pooling=True)
+    step = streaming_model(model, batch_size=2, host_pooling=True)
     y, _ = stream(step, x[:2])
     np.testing.assert_allclose(y.mean(1), to_numpy(model(x[:2])), atol=1e-5)
 
@@ -276,7 +276,8 @@ def io_and_variables(tmp_path_factory):
 
 @tf_only
 def test_variables_file_float(io_and_variables):
-    from keras_mgrade.export import tflite
+    from keras_mgrade.export import tflm_ops
+    from keras_mgrade.export import variables
 
     x, reports = io_and_variables
     io, var = reports["io"], reports["variables"]
@@ -284,8 +285,8 @@ def test_variables_file_float(io_and_variables):
     assert [t["name"] for t in var["inputs"]] == ["x_t"]
     assert [t["name"] for t in var["outputs"]] == ["y_t"]
     assert var["variables"] == io["inputs"][1:]
-    assert set(tflite.variables.VARIABLE_OPS) <= set(var["ops"])
-    assert set(var["ops"]) <= tflite.TFLM_OPS
+    assert set(variables.VARIABLE_OPS) <= set(var["ops"])
+    assert set(var["ops"]) <= tflm_ops.TFLM_OPS
     header = c_source.resolver_source(var["ops"], num_variables=4)
     assert "resolver.AddVarHandle()" in header
     assert "kModelNumVariables = 4;" in header
@@ -356,7 +357,7 @@ def test_variables_file_int8(tmp_path):
                 )
 
 
-def test_state_reaches_cli_and_subprocess(tmp_path, monkeypatch):
+def test_state_reaches_cli(tmp_path, monkeypatch):
     from keras_mgrade import cli
     from keras_mgrade.export import tflite
 
@@ -378,22 +379,44 @@ def test_state_reaches_cli_and_subprocess(tmp_path, monkeypatch):
     assert seen["state"] == "variables"
     assert seen["path"] == os.path.join(out, "model_float32_variables.tflite")
 
-    class Done:
-        returncode = 0
+
+class _Done:
+    returncode = 0
+    stderr = ""
+
+
+def test_worker_request_and_errors(tmp_path, monkeypatch):
+    # The JAX/PyTorch path: the request reaches the TensorFlow process
+    # whole (arrays as .npy), and its errors come back with their type.
+    from keras_mgrade.export import worker
+
+    model = _seq2seq()
+    data = _x(batch=3, timesteps=8)
+    seen = {}
 
     def fake_run(cmd, **kwargs):
-        seen["cmd"] = cmd
-        report = cmd[cmd.index("--out") + 1].replace(".tflite", ".json")
-        with open(report, "w") as f:
-            json.dump({"state": cmd[cmd.index("--state") + 1]}, f)
-        return Done()
+        with open(cmd[-1]) as f:
+            request = json.load(f)
+        seen.update(request["kwargs"], env=kwargs["env"], cmd=cmd)
+        seen["data"] = np.load(request["kwargs"]["representative_data"])
+        result = seen.get("result", {"report": {"state": "variables"}})
+        with open(request["result"], "w") as f:
+            json.dump(result, f)
+        return _Done()
 
-    monkeypatch.setattr(tflite.subprocess, "run", fake_run)
+    monkeypatch.setattr(worker.subprocess, "run", fake_run)
     path = str(tmp_path / "v.tflite")
-    report = tflite._export_in_subprocess(
-        model, path, None, None, 1, None, 64, "variables"
+    report = worker.export_in_subprocess(
+        model, path, state="variables", representative_data=data
     )
     assert report == {"state": "variables"}
+    assert seen["cmd"][1:3] == ["-m", "keras_mgrade.export.worker"]
+    assert seen["env"]["KERAS_BACKEND"] == "tensorflow"
+    assert seen["state"] == "variables"
+    np.testing.assert_array_equal(seen["data"], data)
+    seen["result"] = {"type": "ValueError", "message": "bad steps_per_invoke=3"}
+    with pytest.raises(ValueError, match="bad steps_per_invoke=3"):
+        worker.export_in_subprocess(model, path, representative_data=data)
 
 
 @tf_only

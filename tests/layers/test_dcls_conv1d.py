@@ -1,6 +1,7 @@
 """DCLSConv1D against the Gaussian formula, a numpy convolution, Keras'
-DepthwiseConv1D/Conv1D, the `dcls` package, finite differences, and its
-own step loop."""
+DepthwiseConv1D/Conv1D, the `dcls` package and finite differences. The
+streaming contract (step loop == call, stateful chunks, other backends)
+is checked for every streamable layer in `test_streaming_contract.py`."""
 
 import os
 import tempfile
@@ -8,9 +9,7 @@ import tempfile
 import keras
 import numpy as np
 import pytest
-from helpers import ALL_BACKENDS
 from helpers import BACKEND
-from helpers import run_in_backend
 from helpers import run_layer_test
 from helpers import to_numpy
 from keras import ops
@@ -286,27 +285,6 @@ def test_delay_is_learned_from_a_wrong_start():
         assert history.history["sigma"][-1] == pytest.approx(0.3, rel=1e-5)
 
 
-@pytest.mark.parametrize("rounded", [False, True])
-@pytest.mark.parametrize("filters", [None, 2])
-def test_step_loop_equals_call(rounded, filters):
-    x = _x(60, 3, seed=5)
-    layer = _layer(
-        kernel_taps=3, max_delay=9, filters=filters, return_state=True
-    )
-    layer.build(x.shape)
-    if rounded:
-        layer.round_positions()
-    fifo0 = np.random.default_rng(6).normal(size=(2, 8, 3)).astype("float32")
-    y, fifo = layer(x, initial_state=fifo0)
-    state, outs = [ops.convert_to_tensor(fifo0)], []
-    for t in range(60):
-        out, state = layer.step(x[:, t], state)
-        outs.append(to_numpy(out))
-    np.testing.assert_allclose(np.stack(outs, 1), to_numpy(y), atol=1e-5)
-    np.testing.assert_allclose(to_numpy(state[0]), to_numpy(fifo), atol=0)
-    np.testing.assert_array_equal(to_numpy(fifo), x[:, -8:])
-
-
 def test_no_state_when_window_is_one():
     x = _x(10, 3)
     layer = DCLSConv1D(1, 1, return_state=True)
@@ -315,24 +293,14 @@ def test_no_state_when_window_is_one():
     y, states = layer.step(x[:, 0], [])
     assert states == []
     np.testing.assert_allclose(to_numpy(y), to_numpy(outputs[0])[:, 0])
-
-
-def test_stateful_chunks_equal_whole_sequence():
-    x = _x(45, 3, batch=2, seed=7)
-    whole = _layer(kernel_taps=2, max_delay=10)
-    expected = to_numpy(whole(x))
-    inputs = keras.Input(batch_shape=(2, None, 3))
-    layer = _layer(kernel_taps=2, max_delay=10, stateful=True)
-    model = keras.Model(inputs, layer(inputs))
-    for name in ("kernel", "positions_raw", "bias"):
-        getattr(layer, name).assign(getattr(whole, name))
-    got = np.concatenate(
-        [to_numpy(model(x[:, i : i + 15])) for i in range(0, 45, 15)], 1
-    )
-    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
-    layer.reset_state()
+    # The mask follows the outputs: one entry, no state entry.
+    assert len(layer.compute_mask(x, np.ones((2, 10), bool))) == 1
+    inputs = keras.Input((None, 3))
+    masked = keras.layers.Masking()(inputs)
+    (y,) = DCLSConv1D(1, 1, return_state=True)(masked)
+    model = keras.Model(inputs, y)
     np.testing.assert_allclose(
-        to_numpy(model(x[:, :15])), expected[:, :15], rtol=1e-5, atol=1e-5
+        to_numpy(model(x)), to_numpy(model.layers[-1](x)[0]), rtol=1e-6
     )
 
 
@@ -380,59 +348,83 @@ def test_sigma_setter_and_annealing_schedule():
     np.testing.assert_allclose(ratios, ratios[0])  # exponential decay
 
 
-@pytest.mark.slow
-def test_saved_on_this_backend_loads_on_the_others():
-    x = _x(25, 3)
-    inputs = keras.Input((25, 3))
-    layer = _layer(kernel_taps=2, max_delay=6, sigma=1.5)
-    model = keras.Model(inputs, layer(inputs))
-    layer.sigma = 0.9
-    expected = to_numpy(model(x))
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "m.keras")
-        np.save(os.path.join(tmp, "x.npy"), x)
-        model.save(path)
-        code = (
-            "import numpy as np, keras, keras_mgrade\n"
-            f"m = keras.saving.load_model({path!r})\n"
-            "assert abs(m.layers[-1].sigma - 0.9) < 1e-6\n"
-            f"x = np.load({os.path.join(tmp, 'x.npy')!r})\n"
-            f"np.save({os.path.join(tmp, 'y.npy')!r}, "
-            "keras.ops.convert_to_numpy(m(x)))\n"
-        )
-        for other in ALL_BACKENDS:
-            if other != BACKEND:
-                run_in_backend(other, code)
-                got = np.load(os.path.join(tmp, "y.npy"))
-                np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
-
-
-def test_bad_arguments():
-    with pytest.raises(ValueError, match="kernel_taps=0"):
-        DCLSConv1D(0, 8)
-    with pytest.raises(ValueError, match="max_delay=0"):
-        DCLSConv1D(1, 0)
-    with pytest.raises(ValueError, match="kernel_taps=9, max_delay=8"):
-        DCLSConv1D(9, 8)
-    with pytest.raises(ValueError, match="sigma=0"):
-        DCLSConv1D(2, 8, sigma=0)
-    with pytest.raises(ValueError, match="sigma=-1"):
-        DCLSConv1D(2, 8, sigma=-1.0)
-    with pytest.raises(ValueError, match="positions_initializer='random'"):
-        DCLSConv1D(2, 8, positions_initializer="random")
-    with pytest.raises(ValueError, match="positions_lr_multiplier=0"):
-        DCLSConv1D(2, 8, positions_lr_multiplier=0)
-    layer = DCLSConv1D(2, 8)
-    with pytest.raises(ValueError, match=r"inputs.shape=\(2, 5\)"):
-        layer(np.zeros((2, 5), "float32"))
+def _built(**kwargs):
+    layer = DCLSConv1D(2, 8, **kwargs)
     layer.build((None, None, 3))
-    with pytest.raises(ValueError, match=r"range \[8.0, 8.0\]"):
-        layer.set_positions(np.full((2, 3), 8.0))
-    with pytest.raises(ValueError, match=r"range \[-1.0"):
-        layer.set_positions(np.full((2, 3), -1.0))
-    with pytest.raises(ValueError, match=r"positions.shape=\(3, 3\)"):
-        layer.set_positions(np.zeros((3, 3)))
-    with pytest.raises(ValueError, match=r"sigma=0"):
-        layer.sigma = 0.0
-    with pytest.raises(ValueError, match=r"initial_state.shape=\(2, 3, 3\)"):
-        layer(np.zeros((2, 4, 3), "float32"), initial_state=np.zeros((2, 3, 3)))
+    return layer
+
+
+def _set_sigma(value):
+    _built().sigma = value
+
+
+BAD_ARGUMENTS = [
+    ("kernel_taps_zero", lambda: DCLSConv1D(0, 8), "kernel_taps=0"),
+    ("max_delay_zero", lambda: DCLSConv1D(1, 0), "max_delay=0"),
+    (
+        "taps_over_window",
+        lambda: DCLSConv1D(9, 8),
+        "kernel_taps=9, max_delay=8",
+    ),
+    ("sigma_zero", lambda: DCLSConv1D(2, 8, sigma=0), "sigma=0"),
+    ("sigma_negative", lambda: DCLSConv1D(2, 8, sigma=-1.0), "sigma=-1"),
+    ("sigma_nan", lambda: DCLSConv1D(2, 8, sigma=float("nan")), "sigma=nan"),
+    (
+        "unknown_positions_initializer",
+        lambda: DCLSConv1D(2, 8, positions_initializer="random"),
+        "positions_initializer='random'",
+    ),
+    (
+        "lr_multiplier_zero",
+        lambda: DCLSConv1D(2, 8, positions_lr_multiplier=0),
+        "positions_lr_multiplier=0",
+    ),
+    (
+        "rank_2_inputs",
+        lambda: DCLSConv1D(2, 8)(np.zeros((2, 5), "float32")),
+        r"inputs.shape=\(2, 5\)",
+    ),
+    (
+        "positions_above_window",
+        lambda: _built().set_positions(np.full((2, 3), 8.0)),
+        r"range \[8.0, 8.0\]",
+    ),
+    (
+        "positions_negative",
+        lambda: _built().set_positions(np.full((2, 3), -1.0)),
+        r"range \[-1.0",
+    ),
+    (
+        "positions_shape",
+        lambda: _built().set_positions(np.zeros((3, 3))),
+        r"positions.shape=\(3, 3\)",
+    ),
+    ("sigma_setter_zero", lambda: _set_sigma(0.0), "sigma=0"),
+    (
+        "initial_state_shape",
+        lambda: DCLSConv1D(2, 8)(
+            np.zeros((2, 4, 3), "float32"), initial_state=np.zeros((2, 3, 3))
+        ),
+        r"initial_state\[0\].shape=\(2, 3, 3\)",
+    ),
+    (
+        "step_state_count",
+        lambda: _built().step(np.zeros((2, 3), "float32"), []),
+        "states of length 0",
+    ),
+    (
+        "stateful_without_batch_size",
+        lambda: DCLSConv1D(2, 8, stateful=True)(keras.Input((4, 3))),
+        "static batch size",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [case[1:] for case in BAD_ARGUMENTS],
+    ids=[case[0] for case in BAD_ARGUMENTS],
+)
+def test_bad_arguments(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()

@@ -39,9 +39,8 @@ def test_forms_match_numpy_loop(method, timesteps, with_h0):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("method", FORMS)
-@pytest.mark.parametrize("with_h0", [False, True])
-def test_forms_long_sequence(method, with_h0):
-    a, b, h0 = _inputs(16384, batch=2, features=4, seed=3, h0=with_h0)
+def test_forms_long_sequence(method):
+    a, b, h0 = _inputs(16384, batch=2, features=4, seed=3, h0=True)
     expected = numpy_linear_recurrence(a, b, h0)
     out = scan.linear_scan(a, b, h0, method=method)
     # Chunked log space keeps the 16k-step error at the 1e-5 level; an

@@ -117,7 +117,7 @@ def test_training_lowers_the_loss(trained):
 def test_scan_equals_step_graph(trained):
     """The QAT model's scan over time is the quantized step graph looped."""
     qat, _, x = trained
-    step = streaming_model(qat, without_pooling=True, batch_size=len(x))
+    step = streaming_model(qat, host_pooling=True, batch_size=len(x))
     per_step, _ = stream(step, x)
     np.testing.assert_allclose(
         qat.predict(x, verbose=0), per_step.mean(axis=1), atol=1e-5
@@ -126,7 +126,7 @@ def test_scan_equals_step_graph(trained):
 
 def test_states_lie_on_their_grid(trained):
     qat, _, x = trained
-    step = streaming_model(qat, without_pooling=True, batch_size=len(x))
+    step = streaming_model(qat, host_pooling=True, batch_size=len(x))
     _, states = stream(step, x)
     low, high = qat.range_table()[STATE]
     index = _grid_index(states[1], low, high)
@@ -209,7 +209,7 @@ def _check_file(report, qat, x, within_2=0.95):
         flat, x, "tflm", arena_size=report["arena_bytes"] + 1024
     )
     step = streaming_model(
-        qat, without_pooling=report["host_pooling"] == "mean", batch_size=len(x)
+        qat, host_pooling=report["host_pooling"] == "mean", batch_size=len(x)
     )
     expected, _ = stream(step, x)
     lsb = np.abs(got - expected) / outputs[0]["scale"]

@@ -1,8 +1,8 @@
 """Quantization points: the places where the int8 step graph quantizes.
 
 The per-step code of the layers (`MinGRUCell.call`, `DCLSConv1D.step`,
-`MGRADE.step` and the streaming ops) marks every tensor that the int8
-TFLite graph stores in int8:
+`MGRADE.step` and the per-step forms of the stock layers) marks every
+tensor that the int8 TFLite graph stores in int8:
 
 - `activation(owner, name, x)`: an activation with a learned range (the
   output of a matrix product, an addition, a normalisation step, ...);
@@ -14,8 +14,11 @@ TFLite graph stores in int8:
 - `weight(owner, name, fn, axis)`: a weight, quantized symmetrically per
   output channel (`axis`) or per tensor (`axis=None`).
 
-Outside a quantization scope (`keras_mgrade.quantization`) every hook
-returns its input unchanged, so the float model is not affected.
+The hooks call the active `Scope`. Outside a scope every hook returns its
+input unchanged, so the float model is not affected. Quantization-aware
+training (`keras_mgrade.quantization`) and the exporter
+(`keras_mgrade.export`) each run the step graph inside a scope of their
+own: this module is the whole interface between the step code and them.
 """
 
 import contextlib
@@ -26,6 +29,29 @@ SIGMOID_RANGE = (0.0, 255.0 / 256.0)  # LOGISTIC, SOFTMAX: 1/256, zp -128
 TANH_RANGE = (-1.0, 127.0 / 128.0)  # TANH: 1/128, zp 0
 
 _LOCAL = threading.local()
+
+
+class Scope:
+    """What a quantization scope implements (the identity here).
+
+    Attributes:
+        prefix: the name of the model-level layer whose step runs now (set
+            by `within`); scopes key their points by it.
+        quantizes: whether the scope fake-quantizes (`quantizing()`).
+    """
+
+    prefix = ""
+    quantizes = True
+
+    def activation(self, owner, name, x, fixed=None, state=False):
+        """The activation `x` named `name` of layer `owner` (`fixed`: the
+        range an int8 kernel imposes; `state`: a recurrent state)."""
+        return x
+
+    def weight(self, owner, name, fn, axis):
+        """The weight `fn()` of layer `owner`, per channel along `axis`
+        (per tensor if None)."""
+        return fn()
 
 
 def current():
@@ -86,7 +112,7 @@ def weight(owner, name, fn, axis=None):
     return active.weight(owner, name, fn, axis)
 
 
-class FoldWeights:
+class FoldWeights(Scope):
     """A scope that only evaluates weights eagerly (no quantization).
 
     The TensorFlow exporter traces the step graph inside it, so that a
@@ -95,22 +121,47 @@ class FoldWeights:
     whatever its size.
     """
 
-    prefix = ""
     quantizes = False
 
+    def weight(self, owner, name, fn, axis):
+        return constant(fn)
+
+
+def constant(fn):
+    """`fn()` evaluated eagerly, as a constant of the graph being traced
+    (on TensorFlow; elsewhere simply `fn()`)."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return fn()
+    import tensorflow as tf
+
+    with tf.init_scope():
+        value = keras.ops.convert_to_numpy(fn())
+    return tf.constant(value)
+
+
+class Recorder(Scope):
+    """A scope that records the points a step marks, and changes nothing.
+
+    `points` maps `(owner name, point name)` to `"activation"`, `"state"`
+    or `"weight"`. Used to check that a layer marks its quantization
+    points (and by `keras_mgrade.quantization` to discover them).
+    """
+
+    quantizes = False
+
+    def __init__(self):
+        self.points = {}
+
     def activation(self, owner, name, x, fixed=None, state=False):
+        key = (getattr(owner, "name", None), name)
+        self.points[key] = "state" if state else "activation"
         return x
 
     def weight(self, owner, name, fn, axis):
-        import keras
-
-        if keras.backend.backend() != "tensorflow":
-            return fn()
-        import tensorflow as tf
-
-        with tf.init_scope():
-            value = keras.ops.convert_to_numpy(fn())
-        return tf.constant(value)
+        self.points[(getattr(owner, "name", None), name)] = "weight"
+        return fn()
 
 
 def quantizing():

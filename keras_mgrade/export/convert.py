@@ -1,0 +1,103 @@
+"""Convert: the step model of a sequence model -> TFLite flatbuffer bytes.
+
+Three set-ups of `tf.lite.TFLiteConverter`, all with builtin ops only:
+float32; int8 post-training quantization, calibrated on the states and
+activations seen while streaming whole sequences; int8 from a
+quantization-aware model, whose fake-quant ops carry the ranges.
+"""
+
+import contextlib
+import io
+
+import numpy as np
+
+from keras_mgrade.export import micro
+from keras_mgrade.export.streaming import streaming_model
+
+
+def require_tensorflow():
+    """`import tensorflow`, or an ImportError naming the pip extra."""
+    try:
+        import tensorflow as tf
+    except ImportError as e:
+        raise ImportError(
+            "Converting to TFLite needs TensorFlow: `pip install "
+            "keras-mgrade[tflite]` (tensorflow, ai-edge-litert, "
+            "tflite-micro). Training can use any backend."
+        ) from e
+    return tf
+
+
+def convert(step, quantize, quantized=False, samples=None):
+    """The flatbuffer of `step` (a model from `streaming_model`).
+
+    Args:
+        step: the step model.
+        quantize: None (float32) or `"int8"`.
+        quantized: bool, `step` is the step model of a quantization-aware
+            model (int8 from its fake-quant ranges, no calibration).
+        samples: for int8 post-training quantization, the per-invoke
+            inputs `[x, *states]` to calibrate on (`calibration_samples`).
+
+    Returns:
+        bytes.
+    """
+    tf = require_tensorflow()
+    converter = tf.lite.TFLiteConverter.from_keras_model(step)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if quantize == "int8":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+    if quantize == "int8" and not quantized:
+        names = [t.name for t in step.inputs]
+
+        def representative_dataset():
+            for sample in samples:
+                yield dict(zip(names, sample))
+
+        converter.representative_dataset = representative_dataset
+        converter.target_spec.supported_ops = [
+            tf.lite.OpsSet.TFLITE_BUILTINS_INT8
+        ]
+    with micro.quiet_stderr(), contextlib.redirect_stdout(io.StringIO()):
+        return bytes(converter.convert())
+
+
+def calibration_samples(model, data, k, host_pooling, log, limit=2000):
+    """Per-invoke inputs `[x, *states]` seen when streaming `data`
+    `(n, timesteps, ...)` through the float step model of `model` (at most
+    about `limit` of them, spread over the sequences and time)."""
+    n = data.shape[0]
+    batch_step = streaming_model(
+        model, steps_per_invoke=k, host_pooling=host_pooling, batch_size=n
+    )
+    states = [
+        np.zeros(tuple(t.shape), "float32") for t in batch_step.inputs[1:]
+    ]
+    fn = _compiled(batch_step)
+    samples = []
+    steps = data.shape[1] // k
+    rng = np.random.default_rng(0)
+    every = max(1, (n * steps) // limit)
+    log(f"calibrating on {n} sequences x {steps} invokes")
+    for i in range(steps):
+        x = data[:, i] if k == 1 else data[:, i * k : (i + 1) * k]
+        x = x.astype(batch_step.inputs[0].dtype)
+        for b in rng.permutation(n)[: max(1, n // every)]:
+            samples.append(
+                [x[b : b + 1]] + [s[b : b + 1].copy() for s in states]
+            )
+        out = fn([x] + states)
+        states = [np.asarray(s) for s in out[1:]]
+    return samples
+
+
+def _compiled(step_model):
+    import tensorflow as tf
+
+    @tf.function(jit_compile=False, reduce_retracing=True)
+    def run(values):
+        return step_model(values, training=False)
+
+    return lambda values: [t.numpy() for t in run(values)]

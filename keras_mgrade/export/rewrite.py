@@ -1,0 +1,176 @@
+"""Rewrite: the converter's flatbuffer -> the file the export contract
+describes.
+
+- inputs `[x_t, *states]` and outputs `[y_t, *new_states]` in that order,
+  named `x_t`, `state_i`, `y_t`, `new_state_i` (the converter orders them
+  as it likes);
+- in int8, each state's output tensor carries its input's scale and zero
+  point (where the op producing it requantizes), so firmware copies bytes;
+- for `state="variables"`, the states moved into resource variables
+  (`keras_mgrade.export.variables`).
+"""
+
+import numpy as np
+
+from keras_mgrade.export import variables
+
+# Ops whose int8 kernel requantizes to its output tensor's scale, so the
+# output quantization may be set freely.
+REQUANTIZING = frozenset(
+    {"ADD", "SUB", "MUL", "FULLY_CONNECTED", "QUANTIZE", "DEPTHWISE_CONV_2D"}
+)
+
+TENSOR_TYPES = {0: "float32", 2: "int32", 9: "int8", 3: "uint8", 4: "int64"}
+
+
+def read_graph(flat):
+    """The flatbuffer as the mutable object tree of the TFLite schema."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    return flatbuffer_utils.read_model_from_bytearray(bytearray(flat))
+
+
+def write_graph(graph):
+    """The object tree back to flatbuffer bytes."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(graph))
+
+
+def op_name(graph, op):
+    """The builtin name of operator `op` (e.g. `"FULLY_CONNECTED"`)."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    return flatbuffer_utils.opcode_to_name(graph, op.opcodeIndex)
+
+
+def op_names(flat):
+    """The sorted names of the operators used in the file."""
+    graph = read_graph(flat)
+    return sorted(
+        {op_name(graph, op) for s in graph.subgraphs for op in s.operators}
+    )
+
+
+def qparams(tensor):
+    """`(scale, zero point)` of a quantized tensor (the first channel's),
+    or None."""
+    q = tensor.quantization
+    if q is None or q.scale is None or len(q.scale) == 0:
+        return None
+    return (float(q.scale[0]), int(q.zeroPoint[0]))
+
+
+def rewrite(flat, num_states, quantize, state="io"):
+    """Applies the export contract to a converted file.
+
+    Args:
+        flat: the converter's bytes (signature inputs `x_t`, `state_i`;
+            outputs `output_0` (y) and `output_{i+1}` (state i)).
+        num_states: the number of states.
+        quantize: None or `"int8"`.
+        state: `"io"` or `"variables"`.
+
+    Returns:
+        `(bytes, layout)`: the file and `{"inputs": [...], "outputs":
+        [...]}` (plus `"variables"` for `state="variables"`), each entry
+        with name, shape, dtype, scale and zero point.
+    """
+    graph = read_graph(flat)
+    inputs, outputs = _order_io(graph, num_states)
+    if quantize == "int8":
+        _equal_state_quantization(graph, inputs[1:], outputs[1:])
+    layout = _layout(graph, inputs, outputs)
+    flat = write_graph(graph)
+    if state == "variables":
+        flat, _ = variables.to_variables(flat)
+        layout = {
+            "inputs": layout["inputs"][:1],
+            "outputs": layout["outputs"][:1],
+            "variables": layout["inputs"][1:],
+        }
+    return flat, layout
+
+
+def io_names(num_states):
+    """`(input names, output names)` of an `io` file."""
+    states = range(num_states)
+    return (
+        ["x_t"] + [f"state_{i}" for i in states],
+        ["y_t"] + [f"new_state_{i}" for i in states],
+    )
+
+
+def _order_io(graph, num_states):
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    sub, sig = graph.subgraphs[0], graph.signatureDefs[0]
+    by_name_in = {_text(t.name): t.tensorIndex for t in sig.inputs}
+    by_name_out = {_text(t.name): t.tensorIndex for t in sig.outputs}
+    in_names, out_names = io_names(num_states)
+    inputs = [by_name_in[name] for name in in_names]
+    outputs = [by_name_out[f"output_{i}"] for i in range(num_states + 1)]
+    sub.inputs = np.array(inputs, "int32")
+    sub.outputs = np.array(outputs, "int32")
+    renamed = set()
+    named = list(zip(inputs, in_names)) + list(zip(outputs, out_names))
+    for index, name in named:
+        if index not in renamed:  # a pass-through state keeps one name
+            sub.tensors[index].name = name.encode()
+            renamed.add(index)
+    for entries, order, names in (
+        (sig.inputs, inputs, in_names),
+        (sig.outputs, outputs, out_names),
+    ):
+        del entries[:]
+        for index, name in zip(order, names):
+            entry = schema.TensorMapT()
+            entry.name = name.encode()
+            entry.tensorIndex = int(index)
+            entries.append(entry)
+    return inputs, outputs
+
+
+def _equal_state_quantization(graph, state_inputs, state_outputs):
+    sub = graph.subgraphs[0]
+    producers = {
+        int(o): op_name(graph, op) for op in sub.operators for o in op.outputs
+    }
+    for i, (t_in, t_out) in enumerate(zip(state_inputs, state_outputs)):
+        a, b = sub.tensors[t_in], sub.tensors[t_out]
+        if qparams(a) == qparams(b):
+            continue
+        producer = producers.get(int(t_out))
+        if producer not in REQUANTIZING:
+            raise RuntimeError(
+                f"State {i}: input and output quantization differ "
+                f"({qparams(a)} vs {qparams(b)}) and the op producing it "
+                f"({producer}) cannot requantize."
+            )
+        b.quantization.scale = np.array(a.quantization.scale)
+        b.quantization.zeroPoint = np.array(a.quantization.zeroPoint)
+
+
+def _layout(graph, inputs, outputs):
+    sub = graph.subgraphs[0]
+    in_names, out_names = io_names(len(inputs) - 1)
+
+    def entry(index, name):
+        t = sub.tensors[index]
+        q = qparams(t)
+        return {
+            "name": name,
+            "shape": [int(d) for d in t.shape],
+            "dtype": TENSOR_TYPES.get(t.type, str(t.type)),
+            "scale": None if q is None else q[0],
+            "zero_point": None if q is None else q[1],
+        }
+
+    return {
+        "inputs": [entry(i, n) for i, n in zip(inputs, in_names)],
+        "outputs": [entry(i, n) for i, n in zip(outputs, out_names)],
+    }
+
+
+def _text(name):
+    return name.decode() if isinstance(name, bytes) else name
