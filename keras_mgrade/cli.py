@@ -13,6 +13,11 @@ with `--state variables` the file is `DIR/model_<precision>_variables.tflite`
 `report` prints the memory table against MCU budgets: analytic for a
 `.keras` model, measured (flatbuffer and TFLite Micro arena) for a
 `.tflite` file.
+
+A mistake in the arguments or the files (a missing or unreadable file,
+data of the wrong shape, a model that cannot stream) prints one line,
+`keras-mgrade: error: ...`, and exits with status 2; `--debug` shows the
+whole traceback instead.
 """
 
 import argparse
@@ -38,15 +43,15 @@ def _export(args):
     from keras_mgrade.export.tflite import export_tflite
     from keras_mgrade.quantization import is_quantized
 
-    model = keras.saving.load_model(args.model)
+    model = _load_model(args.model, keras)
     if args.int8 and not args.calibration and not is_quantized(model):
-        raise SystemExit(
-            "error: --int8 needs --calibration DATA.npy (whole input "
-            "sequences, shape (n, timesteps, features)), unless the model "
-            "was trained with keras_mgrade.quantization.quantize_model"
+        raise ValueError(
+            "--int8 needs --calibration DATA.npy (whole input sequences, "
+            "shape (n, timesteps, features)), unless the model was trained "
+            "with keras_mgrade.quantization.quantize_model"
         )
-    data = np.load(args.calibration) if args.calibration else None
-    check = np.load(args.check) if args.check else None
+    data = _load_array("--calibration", args.calibration, np)
+    check = _load_array("--check", args.check, np)
     precision = "int8" if args.int8 else "float32"
     out = args.out or "."
     if out.endswith(".tflite"):
@@ -79,14 +84,45 @@ def _export(args):
     return 0
 
 
+def _load_model(path, keras):
+    _check_file("MODEL", path)
+    try:
+        return keras.saving.load_model(path)
+    except Exception as error:  # Keras raises many kinds for a bad file
+        raise ValueError(
+            f"MODEL must be a .keras model file. Received: {path!r} "
+            f"({type(error).__name__}: {str(error).splitlines()[0][:200]})"
+        ) from error
+
+
+def _load_array(option, path, np):
+    if path is None:
+        return None
+    _check_file(option, path)
+    try:
+        return np.load(path, allow_pickle=False)
+    except Exception as error:  # not a .npy file
+        raise ValueError(
+            f"{option} must be a .npy array file. Received: {path!r} "
+            f"({type(error).__name__}: {error})"
+        ) from error
+
+
+def _check_file(what, path):
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"{what} must be an existing file. Received: {path!r}"
+        )
+
+
 def _report(args):
     from keras_mgrade import memory
 
     if args.model.endswith(".tflite"):
         from keras_mgrade.export.arena import find_arena_size
+        from keras_mgrade.export.arena import read_model
 
-        with open(args.model, "rb") as f:
-            flat = f.read()
+        flat = read_model(args.model, "MODEL")
         arena = find_arena_size(flat)
         print(
             f"{args.model}: flatbuffer {len(flat)} bytes (flash), "
@@ -98,7 +134,7 @@ def _report(args):
 
     import keras_mgrade  # noqa: F401
 
-    model = keras.saving.load_model(args.model)
+    model = _load_model(args.model, keras)
     fp = memory.footprint(model, args.precision)
     print(fp.table())
     print()
@@ -114,6 +150,9 @@ def _report(args):
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="keras-mgrade", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "--debug", action="store_true", help="show tracebacks of errors"
     )
     sub = parser.add_subparsers(dest="command", required=True)
     exp = sub.add_parser("export", help="write a streaming .tflite file")
@@ -134,9 +173,14 @@ def main(argv=None):
     rep.add_argument("model", help="a .keras model or a .tflite file")
     rep.add_argument("--precision", default="int8", choices=("int8", "float32"))
     args = parser.parse_args(argv)
-    if args.command == "export":
-        return _export(args)
-    return _report(args)
+    command = _export if args.command == "export" else _report
+    if args.debug:
+        return command(args)
+    try:
+        return command(args)
+    except (ValueError, OSError, ImportError, RuntimeError) as error:
+        print(f"keras-mgrade: error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -53,6 +53,29 @@ class StreamingLayer(keras.layers.Layer):
             )
         return shape
 
+    def check_inputs(self, inputs, mask=None):
+        """Raises unless `inputs` is a float sequence `(batch, timesteps,
+        features)` and `mask` (if any) is `(batch, timesteps)`."""
+        shape = self.check_sequence_shape(inputs.shape)
+        dtype = keras.backend.standardize_dtype(inputs.dtype)
+        if "float" not in dtype:
+            raise ValueError(
+                f"{type(self).__name__} expects floating-point inputs (feed "
+                "integer tokens through an Embedding layer first). Received: "
+                f"inputs.dtype={dtype}"
+            )
+        if mask is not None:
+            got = tuple(mask.shape)
+            known = [
+                (a, b) for a, b in zip(got, shape[:2]) if None not in (a, b)
+            ]
+            if len(got) != 2 or any(a != b for a, b in known):
+                raise ValueError(
+                    f"The mask of {type(self).__name__} must have shape "
+                    f"(batch, timesteps) = {shape[:2]}. Received: "
+                    f"mask.shape={got}"
+                )
+
     def sequence_output_shape(self, inputs_shape, width):
         """The output shape for `width` outputs per step, after
         `return_sequences` (default True) and `return_state` (default
@@ -115,9 +138,23 @@ class StreamingLayer(keras.layers.Layer):
         """Alias of `reset_state` (Keras 2 name)."""
         self.reset_state()
 
-    def carried_states(self):
-        """The states carried by a stateful layer, as tensors."""
-        return [ops.convert_to_tensor(v.value) for v in self.state_variables]
+    def carried_states(self, batch_size=None):
+        """The states carried by a stateful layer, as tensors; raises if
+        the batch size is not the one they were created for."""
+        states = [ops.convert_to_tensor(v.value) for v in self.state_variables]
+        carried = states[0].shape[0] if states else None
+        if (
+            batch_size is not None
+            and carried is not None
+            and (batch_size != carried)
+        ):
+            raise ValueError(
+                f"A stateful {type(self).__name__} carries its states for "
+                f"batch size {carried}; every batch must have that size "
+                "(reset_state() does not change it). Received: a batch of "
+                f"{batch_size}"
+            )
+        return states
 
     def check_states(self, states, batch_size=None, name="states"):
         """Validates states against `state_shapes`.

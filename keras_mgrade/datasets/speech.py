@@ -18,9 +18,18 @@ def _read_wav(path, sample_rate):
             channels = f.getnchannels()
             width = f.getsampwidth()
             rate = f.getframerate()
-            frames = f.readframes(f.getnframes())
+            promised = f.getnframes()
+            frames = f.readframes(promised)
     except (wave.Error, EOFError) as error:
         _checks.fail("directory", path, f"a readable WAV file ({error})")
+    if len(frames) != promised * channels * width:
+        _checks.fail(
+            "directory",
+            path,
+            f"complete WAV files (this one is truncated: its header "
+            f"promises {promised} frames, its data hold "
+            f"{len(frames) // max(channels * width, 1)})",
+        )
     if channels != 1 or width != 2 or rate != sample_rate:
         _checks.fail(
             "directory",

@@ -8,6 +8,7 @@ STEP`: numpy and tflite-micro only), so that forking never copies a
 process with TensorFlow's threads running.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -16,12 +17,94 @@ import tempfile
 import numpy as np
 
 
-def read_model(model):
-    """The bytes of a `.tflite` file given as a path or as bytes."""
+def read_model(model, name="model"):
+    """The bytes of a `.tflite` file given as a path or as bytes, checked
+    to be a well-formed TFLite flatbuffer (`check_model`) before any
+    native runtime sees them."""
     if isinstance(model, bytes | bytearray):
-        return bytes(model)
-    with open(model, "rb") as f:
-        return f.read()
+        data = bytes(model)
+    elif isinstance(model, str | os.PathLike):
+        if not os.path.isfile(model):
+            raise FileNotFoundError(
+                f"`{name}` must be a .tflite file or its bytes. Received: "
+                f"{name}={os.fspath(model)!r} (no such file)"
+            )
+        with open(model, "rb") as f:
+            data = f.read()
+    else:
+        raise ValueError(
+            f"`{name}` must be the path or the bytes of a .tflite file. "
+            f"Received: {name} of type {type(model).__name__}"
+        )
+    check_model(data, name, model if not isinstance(model, bytes) else None)
+    return data
+
+
+def check_model(data, name="model", path=None):
+    """Raises a ValueError unless `data` parses as a TFLite model whose
+    operators and tensors refer to existing tensors and buffers (a
+    truncated or corrupt file would otherwise crash the interpreter)."""
+    from tflite_micro.tensorflow.lite.micro.python import (
+        schema_py_generated as schema,
+    )
+
+    where = f"{name}={os.fspath(path)!r}" if path is not None else name
+    problem = None
+    if len(data) < 8 or data[4:8] != b"TFL3":
+        problem = "no TFLite file identifier"
+    else:
+        try:
+            graph = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
+            problem = _dangling_index(graph)
+        except Exception as error:  # struct/index errors of a bad buffer
+            problem = f"{type(error).__name__}: {error}"
+    if problem is not None:
+        raise ValueError(
+            f"`{name}` is not a valid TFLite file ({problem}). Received: "
+            f"{where} ({len(data)} bytes)"
+        )
+
+
+# The name of the metadata entry in which the exporter records how the
+# file streams (steps per invoke, state kind, host pooling) as JSON.
+METADATA = "keras_mgrade"
+
+
+def stream_metadata(data):
+    """The exporter's metadata of a file (`{}` for another file)."""
+    from tflite_micro.tensorflow.lite.micro.python import (
+        schema_py_generated as schema,
+    )
+
+    graph = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
+    for entry in graph.metadata or []:
+        if entry.name and entry.name.decode() == METADATA:
+            return json.loads(bytes(graph.buffers[entry.buffer].data))
+    return {}
+
+
+def _dangling_index(graph):
+    """A description of the first out-of-range index in `graph`, or
+    None."""
+    if not graph.subgraphs:
+        return "no subgraph"
+    buffers = len(graph.buffers or [])
+    codes = len(graph.operatorCodes or [])
+    for sub in graph.subgraphs:
+        tensors = len(sub.tensors or [])
+        for tensor in sub.tensors or []:
+            if not 0 <= tensor.buffer < max(buffers, 1):
+                return f"tensor buffer {tensor.buffer} of {buffers}"
+        for op in sub.operators or []:
+            if not 0 <= op.opcodeIndex < codes:
+                return f"operator code {op.opcodeIndex} of {codes}"
+            for index in list(op.inputs) + list(op.outputs):
+                if not -1 <= index < tensors:
+                    return f"tensor index {index} of {tensors}"
+        for index in list(sub.inputs) + list(sub.outputs):
+            if not 0 <= index < tensors:
+                return f"input/output tensor {index} of {tensors}"
+    return None
 
 
 def runs_in(model_bytes, size):
@@ -82,6 +165,19 @@ def find_arena_size(model, low=256, high=1 << 24, granularity=16):
     Returns:
         int, bytes.
     """
+    for arg, value in (
+        ("low", low),
+        ("high", high),
+        ("granularity", granularity),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(
+                f"`{arg}` must be a positive int. Received: {arg}={value!r}"
+            )
+    if low >= high:
+        raise ValueError(
+            f"`low` must be below `high`. Received: low={low}, high={high}"
+        )
     model_bytes = read_model(model)
     with tempfile.NamedTemporaryFile(suffix=".tflite", delete=False) as f:
         f.write(model_bytes)

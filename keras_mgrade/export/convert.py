@@ -9,9 +9,12 @@ quantization-aware model, whose fake-quant ops carry the ranges.
 import contextlib
 import io
 
+import keras
 import numpy as np
 
+from keras_mgrade import _utils
 from keras_mgrade.export import micro
+from keras_mgrade.export.streaming import as_list
 from keras_mgrade.export.streaming import streaming_model
 
 
@@ -64,6 +67,28 @@ def convert(step, quantize, quantized=False, samples=None):
         return bytes(converter.convert())
 
 
+def float32_model(model, log):
+    """`model`, or a float32 copy of it with the same weights when any of
+    its layers computes in another precision (a `mixed_float16` or
+    `mixed_bfloat16` model): the file is converted from float32."""
+    policies = {
+        layer.dtype_policy.name
+        for layer in _utils.iter_layers(model)
+        if isinstance(layer, keras.layers.Layer)
+    }
+    if policies <= {"float32"}:
+        return model
+
+    def float32_layer(layer):
+        config = dict(layer.get_config(), dtype="float32")
+        return type(layer).from_config(config)
+
+    copy = keras.models.clone_model(model, clone_function=float32_layer)
+    copy.set_weights(model.get_weights())
+    log(f"converting a float32 copy of the {sorted(policies)} model")
+    return copy
+
+
 def calibration_samples(model, data, k, host_pooling, log, limit=2000):
     """Per-invoke inputs `[x, *states]` seen when streaming `data`
     `(n, timesteps, ...)` through the float step model of `model` (at most
@@ -90,7 +115,21 @@ def calibration_samples(model, data, k, host_pooling, log, limit=2000):
             )
         out = fn([x] + states)
         states = [np.asarray(s) for s in out[1:]]
+    _check_states_move(samples, data.shape)
     return samples
+
+
+def _check_states_move(samples, shape):
+    """Each state must take a non-zero value somewhere in the calibration
+    (otherwise its int8 range is empty: the file would be broken)."""
+    for i in range(1, len(samples[0]) if samples else 0):
+        if not any(np.any(sample[i]) for sample in samples):
+            raise ValueError(
+                f"State {i - 1} stays 0 over the whole calibration, so its "
+                "int8 range would be empty: calibrate on longer sequences "
+                "(the states are sampled before each step). Received: "
+                f"representative_data.shape={shape}"
+            )
 
 
 def _compiled(step_model):
@@ -100,4 +139,4 @@ def _compiled(step_model):
     def run(values):
         return step_model(values, training=False)
 
-    return lambda values: [t.numpy() for t in run(values)]
+    return lambda values: [t.numpy() for t in as_list(run(values))]

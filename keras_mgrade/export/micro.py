@@ -17,7 +17,9 @@ import sys
 
 import numpy as np
 
+from keras_mgrade import _utils
 from keras_mgrade.export.arena import read_model
+from keras_mgrade.export.arena import stream_metadata
 
 RUNTIMES = ("tflm", "litert")
 
@@ -39,10 +41,24 @@ class _Tensor:
         self.dtype = np.dtype(dtype)
         self.quantization = quantization
 
-    def to_file(self, value):
+    def to_file(self, value, name="x_t"):
+        """`value` (float) in the file's dtype: quantized for an integer
+        tensor. Raises for a wrong size or a value that is not finite."""
         value = np.asarray(value, "float32")
         if value.size == 1:
             value = np.broadcast_to(value.reshape(()), self.shape)
+        if value.size != int(np.prod(self.shape)):
+            raise ValueError(
+                f"`{name}` must have {int(np.prod(self.shape))} values (the "
+                f"file's shape {self.shape}). Received: {name}.shape="
+                f"{value.shape}"
+            )
+        if not np.all(np.isfinite(value)):
+            raise ValueError(
+                f"`{name}` must be finite: an int8 file has no NaN or "
+                f"infinity. Received: {name} with "
+                f"{int(np.sum(~np.isfinite(value)))} non-finite value(s)"
+            )
         value = value.reshape(self.shape)
         if self.quantization is None or self.dtype.kind == "f":
             return value.astype(self.dtype)
@@ -73,6 +89,9 @@ class StreamingInterpreter:
         model: path or bytes of a `.tflite` file from `export_tflite`.
         runtime: `"tflm"` (TFLite Micro) or `"litert"`.
         arena_size: TFLite Micro arena in bytes (default: 1 MiB).
+        steps_per_invoke: int or None, the time steps one invoke
+            consumes. None reads it from the file (`export_tflite` records
+            it), or 1 for a file from elsewhere.
 
     Example:
 
@@ -93,7 +112,9 @@ class StreamingInterpreter:
     True
     """
 
-    def __init__(self, model, runtime="tflm", arena_size=None):
+    def __init__(
+        self, model, runtime="tflm", arena_size=None, steps_per_invoke=None
+    ):
         if runtime not in RUNTIMES:
             raise ValueError(
                 f"Unknown runtime. Expected one of {RUNTIMES}. Received: "
@@ -101,7 +122,15 @@ class StreamingInterpreter:
             )
         self.runtime = runtime
         self.model_bytes = read_model(model)
-        self.arena_size = arena_size or (1 << 20)
+        if arena_size is not None:
+            _utils.check_positive_int("arena_size", arena_size)
+        self.arena_size = int(arena_size or (1 << 20))
+        if steps_per_invoke is None:
+            metadata = stream_metadata(self.model_bytes)
+            steps_per_invoke = metadata.get("steps_per_invoke", 1)
+        self.steps_per_invoke = _utils.check_positive_int(
+            "steps_per_invoke", steps_per_invoke
+        )
         self._open()
         self.num_states = len(self.inputs) - 1
         if self.num_states:
@@ -176,7 +205,7 @@ class StreamingInterpreter:
 
     def step(self, x_t):
         """One step in float: quantizes `x_t`, returns `y_t` dequantized."""
-        outs = self.step_raw(self.inputs[0].to_file(x_t))
+        outs = self.step_raw(self.inputs[0].to_file(x_t, "x_t"))
         return self.outputs[0].from_file(outs[0])
 
     def run(self, sequence, reset=True):
@@ -184,9 +213,17 @@ class StreamingInterpreter:
         file's steps per invoke); returns the stacked outputs in float."""
         if reset:
             self.reset()
-        shape = self.inputs[0].shape[1:]
         sequence = np.asarray(sequence)
-        k = shape[0] if len(shape) == sequence.ndim else 1
+        k = self.steps_per_invoke
+        features = self.inputs[0].shape[2 if k > 1 else 1 :]
+        if tuple(sequence.shape[1:]) != tuple(features) or (
+            sequence.shape[0] % k
+        ):
+            raise ValueError(
+                "`sequence` must be one sequence (timesteps, "
+                f"*{tuple(features)}) with timesteps a multiple of {k}. "
+                f"Received: sequence.shape={sequence.shape}"
+            )
         outputs = []
         for t in range(0, sequence.shape[0], k):
             x = sequence[t] if k == 1 else sequence[t : t + k]
@@ -259,10 +296,22 @@ def _litert_interpreter():
 
 
 def stream_file(model, sequences, runtime="tflm", arena_size=None):
-    """Streams sequences `(n, timesteps, *features)` through a file.
+    """Streams sequences `(n, timesteps, *features)` through a file, each
+    from the zero state.
 
     Returns:
         numpy float32 `(n, timesteps, *output)`: `y_t` at every step.
     """
     interp = StreamingInterpreter(model, runtime, arena_size)
-    return np.stack([interp.run(s) for s in np.asarray(sequences)], 0)
+    sequences = np.asarray(sequences)
+    k = interp.steps_per_invoke
+    rank = len(interp.inputs[0].shape) + (1 if k == 1 else 0)
+    if sequences.ndim != rank:
+        raise ValueError(
+            f"`sequences` must be a batch of sequences (n, timesteps, "
+            f"*features): rank {rank} for this file (input "
+            f"{interp.inputs[0].shape}). Received: sequences.shape="
+            f"{sequences.shape}; for one sequence use sequences[None] or "
+            "StreamingInterpreter.run"
+        )
+    return np.stack([interp.run(s) for s in sequences], 0)

@@ -10,9 +10,12 @@ describes.
   (`keras_mgrade.export.variables`).
 """
 
+import json
+
 import numpy as np
 
 from keras_mgrade.export import variables
+from keras_mgrade.export.arena import METADATA
 
 # Ops whose int8 kernel requantizes to its output tensor's scale, so the
 # output quantization may be set freely.
@@ -61,7 +64,7 @@ def qparams(tensor):
     return (float(q.scale[0]), int(q.zeroPoint[0]))
 
 
-def rewrite(flat, num_states, quantize, state="io"):
+def rewrite(flat, num_states, quantize, state="io", stream=None):
     """Applies the export contract to a converted file.
 
     Args:
@@ -70,6 +73,8 @@ def rewrite(flat, num_states, quantize, state="io"):
         num_states: the number of states.
         quantize: None or `"int8"`.
         state: `"io"` or `"variables"`.
+        stream: dict recorded in the file as the `keras_mgrade` metadata
+            (steps per invoke, state kind, host pooling), or None.
 
     Returns:
         `(bytes, layout)`: the file and `{"inputs": [...], "outputs":
@@ -81,6 +86,8 @@ def rewrite(flat, num_states, quantize, state="io"):
     if quantize == "int8":
         _equal_state_quantization(graph, inputs[1:], outputs[1:])
     layout = _layout(graph, inputs, outputs)
+    if stream is not None:
+        _add_metadata(graph, dict(stream, state=state))
     flat = write_graph(graph)
     if state == "variables":
         flat, _ = variables.to_variables(flat)
@@ -90,6 +97,20 @@ def rewrite(flat, num_states, quantize, state="io"):
             "variables": layout["inputs"][1:],
         }
     return flat, layout
+
+
+def _add_metadata(graph, info):
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    buffer = schema.BufferT()
+    buffer.data = np.frombuffer(
+        json.dumps(info, sort_keys=True).encode(), "uint8"
+    )
+    graph.buffers.append(buffer)
+    entry = schema.MetadataT()
+    entry.name = METADATA.encode()
+    entry.buffer = len(graph.buffers) - 1
+    graph.metadata = list(graph.metadata or []) + [entry]
 
 
 def io_names(num_states):

@@ -168,19 +168,24 @@ def stream(step_model, sequence, states=None):
         `(outputs (B, T, ...), final states)` as numpy arrays.
     """
     states = initial_states(step_model) if states is None else states
-    k = 1
-    if len(step_model.inputs[0].shape) == len(sequence.shape):
-        k = int(step_model.inputs[0].shape[1])
+    k = step_model.get_layer("streaming_step").steps_per_invoke
     outputs = []
     for t in range(0, sequence.shape[1], k):
         x = sequence[:, t] if k == 1 else sequence[:, t : t + k]
-        y, *states = step_model(
-            [ops.convert_to_tensor(v) for v in [x] + list(states)],
-            training=False,
+        y, *states = as_list(
+            step_model(
+                [ops.convert_to_tensor(v) for v in [x] + list(states)],
+                training=False,
+            )
         )
         outputs.append(ops.convert_to_numpy(y))
         states = [ops.convert_to_numpy(s) for s in states]
-    axis_outputs = (
-        np.stack(outputs, 1) if k == 1 else np.concatenate(outputs, 1)
-    )
-    return axis_outputs, states
+    if k == 1:
+        return np.stack(outputs, 1), states
+    return np.concatenate(outputs, 1), states
+
+
+def as_list(outputs):
+    """The outputs of a step model as a list (Keras returns a lone tensor
+    for a model without states)."""
+    return list(outputs) if isinstance(outputs, list | tuple) else [outputs]

@@ -11,40 +11,19 @@ import os
 import time
 
 import keras
-import numpy as np
 
-from keras_mgrade import _utils
 from keras_mgrade import core
 from keras_mgrade.export import arena
 from keras_mgrade.export import convert
+from keras_mgrade.export import request as request_checks
 from keras_mgrade.export import rewrite
 from keras_mgrade.export import tflm_ops
 from keras_mgrade.export import verify
 from keras_mgrade.export import worker
 from keras_mgrade.export.streaming import streaming_model
 
-QUANTIZE = (None, "int8")
-STATES = ("io", "variables")
-
-
-def _as_sequences(data, name):
-    if data is None:
-        return None
-    if not isinstance(data, np.ndarray):
-        try:
-            data = np.concatenate([np.asarray(d) for d in data], 0)
-        except (TypeError, ValueError) as e:
-            raise ValueError(
-                f"`{name}` must be an array (n, timesteps, features) or an "
-                f"iterable of such arrays. Received: {name} of type "
-                f"{type(data).__name__}"
-            ) from e
-    if data.ndim < 2 or data.shape[0] == 0:
-        raise ValueError(
-            f"`{name}` must be whole sequences (n, timesteps, ...). "
-            f"Received: {name}.shape={data.shape}"
-        )
-    return data
+QUANTIZE = request_checks.QUANTIZE
+STATES = request_checks.STATES
 
 
 def export_tflite(
@@ -111,11 +90,24 @@ def export_tflite(
     Returns:
         dict, the report: `ops`, `flatbuffer_bytes`, `arena_bytes`
         (smallest TFLite Micro arena, measured), `inputs`/`outputs`
-        (name, shape, dtype, scale, zero point), `max_abs_deviation` (file
-        on TFLite Micro vs the Keras model over the check sequences),
-        `host_pooling`, `quantize`, `state`, `steps_per_invoke`, and
-        for `state="variables"` `variables` (name, shape, dtype, scale,
-        zero point of each state variable, in `state_specs` order).
+        (name, shape, dtype, scale, zero point), `max_abs_deviation` (the
+        file on TFLite Micro vs `model.predict` over the check sequences,
+        at the model's own output: every step, or the host's mean or the
+        last step of a pooled output), `max_abs_deviation_step` (vs the
+        Keras step model at every step; `max_deviation_output_lsb`: the
+        same in int8 output steps), `warnings` (an int8 input or state
+        that saturates over the check data), `host_pooling`, `quantize`,
+        `state`, `steps_per_invoke`, and for `state="variables"`
+        `variables` (name, shape, dtype, scale, zero point of each state
+        variable, in `state_specs` order). A model computing in mixed
+        precision is converted from a float32 copy of it.
+
+    Raises:
+        ValueError: for a bad argument (naming it and the value received):
+            calibration or check data of the wrong shape, dtype or length,
+            with NaN or infinite values, constant calibration data, states
+            that never leave zero over the calibration, a model that cannot
+            stream.
 
     Example:
 
@@ -130,8 +122,9 @@ def export_tflite(
     >>> report["max_abs_deviation"] < 1e-4
     True
     """
-    request = _check_request(
+    request = request_checks.check_request(
         model,
+        path,
         quantize=quantize,
         state=state,
         representative_data=representative_data,
@@ -148,10 +141,15 @@ def export_tflite(
     quantized = core.quantized_steps(model)
     if quantized is not None and quantize is None:
         model, quantized = quantized.source, None  # its float file
+    user_model = model
+    if quantized is None:
+        model = convert.float32_model(model, log)
     source = model if quantized is None else quantized.source
-    host_pooling = quantize == "int8" and core.host_pooling_of(source)
-    flat, step = _convert(model, quantized, host_pooling, request, log)
-    flat, layout = rewrite.rewrite(flat, len(step.inputs) - 1, quantize, state)
+    host_pooling = bool(quantize == "int8" and core.host_pooling_of(source))
+    flat, num_states = _convert(model, quantized, host_pooling, request, log)
+    stream = {"steps_per_invoke": request["steps_per_invoke"]}
+    stream["host_pooling"] = "mean" if host_pooling else None
+    flat, layout = rewrite.rewrite(flat, num_states, quantize, state, stream)
     ops_used = rewrite.op_names(flat)
     tflm_ops.check_ops(ops_used)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -159,25 +157,31 @@ def export_tflite(
         f.write(flat)
     log(f"wrote {path} ({len(flat)} bytes); measuring the TFLite Micro arena")
     arena_bytes = arena.find_arena_size(flat)
-    k = request["steps_per_invoke"]
     sequences = verify.check_sequences(
-        request["check_data"], request["representative_data"], source, k
-    )
-    deviation = verify.deviation(
-        model, flat, sequences, arena_bytes, k, bool(host_pooling)
+        request["check_data"],
+        request["representative_data"],
+        source,
+        request["steps_per_invoke"],
     )
     report = {
         "path": os.path.abspath(path),
         "quantize": quantize or "float32",
         "state": state,
-        "steps_per_invoke": k,
-        "host_pooling": host_pooling or None,
+        **stream,
         "ops": ops_used,
         "flatbuffer_bytes": len(flat),
         "arena_bytes": arena_bytes,
         **layout,
-        "max_abs_deviation": deviation,
-        **verify.deviation_lsb(deviation, layout, quantize),
+        **verify.verify(
+            model,
+            flat,
+            sequences,
+            arena_bytes,
+            request["steps_per_invoke"],
+            host_pooling,
+            quantize,
+            user_model,
+        ),
         "quantization": _quantization(quantize, quantized),
         "check_sequences": int(sequences.shape[0]),
         "check_timesteps": int(sequences.shape[1]),
@@ -185,50 +189,24 @@ def export_tflite(
     }
     with open(report_path(path), "w") as f:
         json.dump(report, f, indent=2)
-    log(
-        f"arena {arena_bytes} bytes, max |file - keras| = {deviation:.3g} "
-        f"over {sequences.shape[0]} sequences"
-    )
+    _log_result(log, report)
     return report
 
 
-def _check_request(model, **request):
-    """The export arguments, checked and normalised."""
-    quantize, state = request["quantize"], request["state"]
-    if quantize not in QUANTIZE:
-        raise ValueError(
-            f"Invalid `quantize`. Expected one of {QUANTIZE}. Received: "
-            f"quantize={quantize!r}"
-        )
-    if state not in STATES:
-        raise ValueError(
-            f"Invalid `state`. Expected one of {STATES}. Received: "
-            f"state={state!r}"
-        )
-    request["steps_per_invoke"] = _utils.check_positive_int(
-        "steps_per_invoke", request["steps_per_invoke"]
+def _log_result(log, report):
+    log(
+        f"arena {report['arena_bytes']} bytes, max |file - model| = "
+        f"{report['max_abs_deviation']:.3g} over "
+        f"{report['check_sequences']} sequences"
     )
-    for name in ("representative_data", "check_data"):
-        request[name] = _as_sequences(request[name], name)
-    quantized = core.quantized_steps(model)
-    if quantize == "int8" and quantized is not None:
-        quantized.check_exportable(quantize)
-    elif quantize == "int8" and request["representative_data"] is None:
-        raise ValueError(
-            "quantize='int8' needs calibration data: pass "
-            "`representative_data` (whole input sequences), or train the "
-            "model with keras_mgrade.quantization.quantize_model. Received: "
-            "representative_data=None"
-        )
-    return request
+    for warning in report["warnings"]:
+        log(f"warning: {warning}")
 
 
 def _convert(model, quantized, host_pooling, request, log):
-    """`(flatbuffer bytes, step model)` of `model`."""
+    """`(flatbuffer bytes, number of states)` of `model`."""
     quantize, k = request["quantize"], request["steps_per_invoke"]
-    step = streaming_model(
-        model, steps_per_invoke=k, host_pooling=bool(host_pooling)
-    )
+    step = streaming_model(model, steps_per_invoke=k, host_pooling=host_pooling)
     samples = None
     if quantize == "int8" and quantized is None:
         limit = request["max_calibration_sequences"]
@@ -236,12 +214,12 @@ def _convert(model, quantized, host_pooling, request, log):
             model,
             request["representative_data"][:limit],
             k,
-            bool(host_pooling),
+            host_pooling,
             log,
         )
     log(f"converting to TFLite ({quantize or 'float32'})...")
     flat = convert.convert(step, quantize, quantized is not None, samples)
-    return flat, step
+    return flat, len(step.inputs) - 1
 
 
 def _quantization(quantize, quantized):

@@ -1,62 +1,138 @@
-"""Verify: a written file on TFLite Micro against the Keras step model.
+"""Verify: a written file on TFLite Micro against the user's model and
+against the Keras step model it was converted from.
 
-The exporter measures the smallest arena the file runs in
-(`keras_mgrade.export.arena`) and streams whole check sequences through
-the file on the TFLite Micro interpreter and through the Keras step model
-it was converted from (float32, or fake-quantized for a quantization-
-aware model), and reports the largest difference.
+The exporter streams whole check sequences through the file on the
+TFLite Micro interpreter, one invoke at a time with the states fed back,
+and compares
+
+- with the user's model itself (`model.predict` on the whole sequences:
+  every step for a sequence output; the host's mean of the per-step
+  outputs, or the last step, for a pooled one): `max_abs_deviation`;
+- with the Keras step model (float32, or fake-quantized for a
+  quantization-aware model) at every step: `max_abs_deviation_step`, and
+  in int8 steps of the output grid, `max_deviation_output_lsb`.
+
+It also reports, as `warnings`, quantization that saturates: an int8
+input or state at -128 or 127 for a large share of the check steps (the
+calibration did not cover what the check data reach).
 """
 
 import numpy as np
 
-from keras_mgrade.export import micro
+from keras_mgrade.export.micro import StreamingInterpreter
 from keras_mgrade.export.streaming import stream
 from keras_mgrade.export.streaming import streaming_model
+
+# A share of saturated int8 values above which the report warns.
+SATURATION_WARNING = 0.05
 
 
 def check_sequences(check_data, representative_data, model, k):
     """The sequences of the deviation check: `check_data`, else up to 4
-    calibration sequences, else 2 random normal ones of `64 * k` steps."""
+    calibration sequences, else 2 random normal ones of `64 * k` steps
+    (random tokens for a model with an integer input)."""
     if check_data is not None:
         return check_data
     if representative_data is not None:
         return representative_data[:4]
-    shape = (2, 64 * k) + tuple(model.inputs[0].shape[2:])
-    return np.random.default_rng(0).normal(size=shape).astype("float32")
+    rng = np.random.default_rng(0)
+    spec = model.inputs[0]
+    shape = (2, 64 * k) + tuple(spec.shape[2:])
+    if np.dtype(spec.dtype).kind in "iu":
+        vocabulary = _embedding_size(model)
+        return rng.integers(0, vocabulary, shape).astype(spec.dtype)
+    return rng.normal(size=shape).astype("float32")
 
 
-def deviation(model, flat, sequences, arena, steps_per_invoke, host_pooling):
-    """Max |file on TFLite Micro - Keras step model| over `sequences`.
+def _embedding_size(model):
+    for layer in model.layers:
+        if hasattr(layer, "input_dim"):
+            return int(layer.input_dim)
+    return 2
+
+
+def verify(
+    model, flat, sequences, arena, k, host_pooling, quantize, user_model=None
+):
+    """The report's verification entries (see the module docstring).
 
     Args:
-        model: the model the file came from (a sequence model, or a
-            quantization-aware model: then its fake-quantized step model).
+        model: the model the file was converted from (a sequence model or
+            a quantization-aware model).
         flat: the file's bytes.
-        sequences: array `(n, timesteps, ...)`.
+        sequences: check sequences `(n, timesteps, ...)`.
         arena: the file's arena size in bytes.
-        steps_per_invoke: the file's steps per invoke.
+        k: the file's steps per invoke.
         host_pooling: bool, the file leaves the final pooling to the host.
+        quantize: None or `"int8"`.
+        user_model: the model as the user gave it, when `model` is a copy
+            of it (a float32 copy of a mixed-precision model). Defaults to
+            `model`.
 
     Returns:
-        float.
+        dict.
     """
+    got, saturation, output = _stream(flat, sequences, arena + 1024)
     batch_step = streaming_model(
         model,
-        steps_per_invoke=steps_per_invoke,
+        steps_per_invoke=k,
         host_pooling=host_pooling,
         batch_size=sequences.shape[0],
     )
     reference, _ = stream(batch_step, sequences)
-    got = micro.stream_file(flat, sequences, "tflm", arena_size=arena + 1024)
-    return float(np.max(np.abs(got - reference)))
+    step_deviation = float(np.max(np.abs(got - reference)))
+    user_model = model if user_model is None else user_model
+    expected = np.asarray(user_model.predict(sequences, verbose=0))
+    if expected.ndim == got.ndim:
+        pooled = got
+    else:
+        pooled = got.mean(axis=1) if host_pooling else got[:, -1]
+    result = {
+        "max_abs_deviation": float(np.max(np.abs(pooled - expected))),
+        "max_abs_deviation_step": step_deviation,
+        "warnings": _warnings(saturation),
+    }
+    if quantize == "int8" and output.quantization is not None:
+        scale = output.quantization[0]
+        result["max_deviation_output_lsb"] = round(step_deviation / scale, 3)
+    return result
 
 
-def deviation_lsb(value, layout, quantize):
-    """`{"max_deviation_output_lsb": ...}`: the deviation in steps of the
-    int8 output grid (empty for a float file)."""
-    if quantize != "int8":
-        return {}
-    scale = layout["outputs"][0].get("scale")
-    if not scale:
-        return {}
-    return {"max_deviation_output_lsb": round(value / scale, 3)}
+def _stream(flat, sequences, arena):
+    """The file's float outputs `(n, timesteps, ...)` over `sequences`,
+    per int8 input/state the share of saturated values, and the file's
+    output tensor."""
+    interp = StreamingInterpreter(flat, "tflm", arena)
+    k = interp.steps_per_invoke
+    names = ["x_t"] + [f"state_{i}" for i in range(interp.num_states)]
+    counts = np.zeros(len(names))
+    total = np.zeros(len(names))
+    outputs = []
+    for sequence in sequences:
+        interp.reset()
+        ys = []
+        for t in range(0, sequence.shape[0], k):
+            x = sequence[t] if k == 1 else sequence[t : t + k]
+            x_file = interp.inputs[0].to_file(x[None], "check_data")
+            values = [x_file] + list(interp.states)
+            for i, v in enumerate(values):
+                if v.dtype == np.int8:
+                    counts[i] += np.sum((v == -128) | (v == 127))
+                    total[i] += v.size
+            raw = interp.step_raw(x_file)
+            ys.append(interp.outputs[0].from_file(raw[0])[0])
+        outputs.append(np.stack(ys) if k == 1 else np.concatenate(ys))
+    shares = {
+        name: counts[i] / total[i] for i, name in enumerate(names) if total[i]
+    }
+    return np.stack(outputs), shares, interp.outputs[0]
+
+
+def _warnings(saturation):
+    return [
+        f"{name} saturates (int8 -128 or 127) in {100 * share:.1f} % of its "
+        "values over the check sequences: the calibration data do not "
+        "cover the range the check data reach"
+        for name, share in saturation.items()
+        if share > SATURATION_WARNING
+    ]

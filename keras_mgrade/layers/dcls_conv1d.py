@@ -394,7 +394,7 @@ class DCLSConv1D(StreamingLayer):
     # Sequence and step.
 
     def call(self, inputs, initial_state=None, training=None):
-        self.check_sequence_shape(inputs.shape)
+        self.check_inputs(inputs)
         fifo = self._initial_fifo(inputs, initial_state)
         window = self.max_delay - 1
         if window:
@@ -406,13 +406,13 @@ class DCLSConv1D(StreamingLayer):
                 )
         else:
             padded = inputs
-        kernel = self._conv_kernel()
-        if self.filters is None:
-            outputs = ops.depthwise_conv(padded, kernel, padding="valid")
+        if 0 in tuple(inputs.shape[:2]):
+            # An empty batch or no time step (the FIFO unchanged): the
+            # convolution kernels of some backends mishandle empty inputs.
+            shape = tuple(ops.shape(inputs)[:2]) + (self.output_channels,)
+            outputs = ops.zeros(shape, inputs.dtype)
         else:
-            outputs = ops.conv(padded, kernel, padding="valid")
-        if self.use_bias:
-            outputs = outputs + ops.cast(self.bias, outputs.dtype)
+            outputs = self._convolve(padded)
         final_fifo = None
         if window:
             final_fifo = padded[:, -window:]
@@ -420,6 +420,16 @@ class DCLSConv1D(StreamingLayer):
                 self.state_variables[0].assign(ops.cast(final_fifo, "float32"))
         if self.return_state:
             return [outputs] + ([final_fifo] if window else [])
+        return outputs
+
+    def _convolve(self, padded):
+        kernel = self._conv_kernel()
+        if self.filters is None:
+            outputs = ops.depthwise_conv(padded, kernel, padding="valid")
+        else:
+            outputs = ops.conv(padded, kernel, padding="valid")
+        if self.use_bias:
+            outputs = outputs + ops.cast(self.bias, outputs.dtype)
         return outputs
 
     def step(self, inputs_t, states, training=False):
@@ -495,7 +505,7 @@ class DCLSConv1D(StreamingLayer):
     def _initial_fifo(self, inputs, initial_state):
         if initial_state is None:
             if self.stateful and self.max_delay > 1:
-                return self.carried_states()[0]
+                return self.carried_states(inputs.shape[0])[0]
             return None
         states = self.check_states(
             initial_state, inputs.shape[0], "initial_state"

@@ -289,7 +289,7 @@ class MGRADE(StreamingLayer):
             self.post_norm.build(shape)
 
     def call(self, inputs, initial_state=None, mask=None, training=None):
-        self.check_sequence_shape(inputs.shape)
+        self.check_inputs(inputs, mask)
         conv_state, rnn_state = self._split_state(
             initial_state, inputs.shape[0]
         )

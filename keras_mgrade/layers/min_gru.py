@@ -384,7 +384,7 @@ class MinGRU(StreamingLayer):
         return self.cell(inputs_t, self.check_states(states))
 
     def call(self, inputs, initial_state=None, mask=None, training=None):
-        self.check_sequence_shape(inputs.shape)
+        self.check_inputs(inputs, mask)
         h0 = self._initial_state(inputs, initial_state)
         if training and self.dropout > 0:
             noise_shape = (ops.shape(inputs)[0], 1, ops.shape(inputs)[2])
@@ -395,12 +395,28 @@ class MinGRU(StreamingLayer):
                 seed=self.seed_generator,
             )
         pre = ops.cast(self.cell.project(inputs), "float32")
+        if inputs.shape[1] == 0:  # no step: no output, the state unchanged
+            return self._empty(inputs, h0)
         h = self._scan(pre, h0, mask)
         last = h[:, -1]
         if self.stateful:
             self.state_variables[0].assign(last)
         output = h if self.return_sequences else last
         output = ops.cast(output, self.compute_dtype)
+        if self.return_state:
+            return [output, ops.cast(last, self.compute_dtype)]
+        return output
+
+    def _empty(self, inputs, h0):
+        if not self.return_sequences:
+            raise ValueError(
+                "MinGRU(return_sequences=False) outputs the last step, and "
+                "there is none. Expected at least one time step. Received: "
+                f"inputs.shape={tuple(inputs.shape)}"
+            )
+        batch = ops.shape(inputs)[0]
+        last = ops.zeros((batch, self.units)) if h0 is None else h0
+        output = ops.zeros((batch, 0, self.units), self.compute_dtype)
         if self.return_state:
             return [output, ops.cast(last, self.compute_dtype)]
         return output
@@ -432,7 +448,7 @@ class MinGRU(StreamingLayer):
     def _initial_state(self, inputs, initial_state):
         if initial_state is None:
             if self.stateful:
-                return self.carried_states()[0]
+                return self.carried_states(inputs.shape[0])[0]
             return None
         (h0,) = self.check_states(
             initial_state, inputs.shape[0], "initial_state"

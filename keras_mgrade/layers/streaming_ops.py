@@ -246,7 +246,16 @@ def _call_operation(op, inputs):
 
 
 def _embedding(layer, inputs):
-    return layer(ops.cast(inputs, "int32"))
+    # A plain gather of int32 ids (GATHER in a TFLite file). Keras' own
+    # Embedding.call wraps negative ids first, which TensorFlow lowers to
+    # LESS and SELECT: TFLite Micro runs neither.
+    ids = ops.cast(inputs, "int32")
+    table = points.weight(layer, "embeddings", lambda: layer.embeddings)
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.gather(table, ids)
+    return ops.take(table, ids, axis=0)
 
 
 register_streaming(

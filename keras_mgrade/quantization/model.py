@@ -226,6 +226,14 @@ class QuantizedModel(keras.Model, core.QuantizedSteps):
                 "train it (fit) before exporting it to int8. Received: model "
                 f"{self.name!r}"
             )
+        table = self.range_table()
+        empty = {k: v for k, v in table.items() if not v[1] > v[0]}
+        if empty:
+            raise ValueError(
+                "Some learned ranges are empty or not finite (trained on NaN "
+                "or constant data?): the int8 file would be broken. "
+                f"Received: ranges {dict(list(empty.items())[:3])}"
+            )
         for name, config in self.layer_configs.items():
             if (config.weight_bits, config.activation_bits) != (8, 8):
                 raise ValueError(
@@ -322,6 +330,11 @@ class QuantizedModel(keras.Model, core.QuantizedSteps):
         new_high = ops.where(
             ready, decay * old[:, 1] + (1 - decay) * high, high
         )
+        # A batch with NaN or infinite values leaves the ranges as they
+        # were (otherwise a single bad batch would ruin every range).
+        finite = ops.logical_and(ops.isfinite(new_low), ops.isfinite(new_high))
+        new_low = ops.where(finite, new_low, old[:, 0])
+        new_high = ops.where(finite, new_high, old[:, 1])
         self.ranges.assign(ops.stack([new_low, new_high], axis=1))
         self.initialized.assign(ops.ones(()))
 
