@@ -146,9 +146,8 @@ def cli_error(args, expected, setup=None):
         code, output = cli(*args)
         assert code == 2, output[-3000:]
         assert "Traceback" not in output, output[-3000:]
-        assert "keras-mgrade: error: " in output and expected in output, (
-            output[-3000:]
-        )
+        assert "keras-mgrade: error: " in output, output[-3000:]
+        assert expected in output, output[-3000:]
 
     return run
 
