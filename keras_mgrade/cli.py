@@ -2,7 +2,7 @@
 
     keras-mgrade export MODEL.keras [--int8 [--calibration DATA.npy]]
                         [--out DIR_OR_FILE.tflite] [--steps-per-invoke K]
-                        [--state io|variables]
+                        [--state io|variables] [--target tflm|litert]
     keras-mgrade report MODEL.keras|MODEL.tflite
 
 `export` converts under the TensorFlow backend whatever backend the model
@@ -69,6 +69,7 @@ def _export(args):
         steps_per_invoke=args.steps_per_invoke,
         check_data=check,
         max_calibration_sequences=args.max_calibration_sequences,
+        target=args.target,
     )
     if c_dir is not None:
         with open(path, "rb") as f:
@@ -169,6 +170,12 @@ def main(argv=None):
         help="states as inputs/outputs (io) or resource variables",
     )
     exp.add_argument("--max-calibration-sequences", type=int, default=64)
+    exp.add_argument(
+        "--target",
+        default="tflm",
+        choices=("tflm", "litert"),
+        help="shrink the file for TFLite Micro (default) or keep it for LiteRT",
+    )
     rep = sub.add_parser("report", help="print the memory table")
     rep.add_argument("model", help="a .keras model or a .tflite file")
     rep.add_argument("--precision", default="int8", choices=("int8", "float32"))

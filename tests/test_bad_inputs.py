@@ -508,9 +508,11 @@ CASES = [
     Case(
         "footprint_unregistered_layer",
         lambda: memory.footprint(
-            keras.Sequential([keras.Input((None, 3)), keras.layers.GRU(2)])
+            keras.Sequential(
+                [keras.Input((None, 3)), keras.layers.SimpleRNN(2)]
+            )
         ),
-        "of type GRU cannot be streamed. Registered:",
+        "of type SimpleRNN cannot be streamed. Registered:",
     ),
     # --- streaming_model and the registry ---------------------------
     Case(
@@ -526,9 +528,14 @@ CASES = [
     Case(
         "streaming_model_unregistered_layer",
         lambda: streaming_model(
-            keras.Sequential([keras.Input((None, 3)), keras.layers.LSTM(2)])
+            keras.Sequential(
+                [
+                    keras.Input((None, 3)),
+                    keras.layers.Bidirectional(keras.layers.LSTM(2)),
+                ]
+            )
         ),
-        "of type LSTM cannot be streamed. Registered: .*MinGRU",
+        "of type Bidirectional cannot be streamed. Registered: .*MinGRU",
     ),
     Case(
         "streaming_model_norm_over_time",

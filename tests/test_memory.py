@@ -105,8 +105,10 @@ def test_errors():
         ValueError, match="padding='valid' for layer 'valid_conv'"
     ):
         memory.footprint(keras.Model(inputs, x))
-    y = keras.layers.GRU(4, name="gru")(inputs)
-    with pytest.raises(ValueError, match="'gru' of type GRU .* Registered"):
+    y = keras.layers.SimpleRNN(4, name="rnn")(inputs)
+    with pytest.raises(
+        ValueError, match="'rnn' of type SimpleRNN .* Registered"
+    ):
         memory.footprint(keras.Model(inputs, y))
     with pytest.raises(ValueError, match="built"):
         memory.footprint(keras.Sequential([MinGRU(4)]))

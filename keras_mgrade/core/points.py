@@ -38,10 +38,13 @@ class Scope:
         prefix: the name of the model-level layer whose step runs now (set
             by `within`); scopes key their points by it.
         quantizes: whether the scope fake-quantizes (`quantizing()`).
+        exports: whether the step graph is traced for the TFLite converter
+            (`exporting()`), rather than computed.
     """
 
     prefix = ""
     quantizes = True
+    exports = False
 
     def activation(self, owner, name, x, fixed=None, state=False):
         """The activation `x` named `name` of layer `owner` (`fixed`: the
@@ -122,9 +125,17 @@ class FoldWeights(Scope):
     """
 
     quantizes = False
+    exports = True
 
     def weight(self, owner, name, fn, axis):
         return constant(fn)
+
+
+def folded(fn):
+    """`fn()`, made a constant of the graph when the active scope traces
+    it for the converter (`exporting()`): a weight that is not quantized
+    on its own, such as a bias the converter fuses into its operator."""
+    return constant(fn) if exporting() else fn()
 
 
 def constant(fn):
@@ -168,3 +179,9 @@ def quantizing():
     """Whether the active scope fake-quantizes."""
     active = current()
     return active is not None and getattr(active, "quantizes", True)
+
+
+def exporting():
+    """Whether the active scope traces the step graph for the converter."""
+    active = current()
+    return active is not None and getattr(active, "exports", False)

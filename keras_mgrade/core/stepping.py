@@ -123,7 +123,9 @@ def run_step(model, x_t, flat_states, host_pooling=False):
 
         def fn(*args, **kwargs):
             inputs = args[0] if len(args) == 1 else list(args)
-            with points.within(op.name):
+            # The name scope names a converted file's tensors after the
+            # layer (the exporter counts each layer's operators by it).
+            with keras.name_scope(op.name), points.within(op.name):
                 y, new = kind.step(op, inputs, states.get(id(op), []))
                 if not kind.quantized_inside:
                     y = points.activation(op, "output", y)

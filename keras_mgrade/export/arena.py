@@ -10,6 +10,7 @@ process with TensorFlow's threads running.
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -81,6 +82,27 @@ def stream_metadata(data):
         if entry.name and entry.name.decode() == METADATA:
             return json.loads(bytes(graph.buffers[entry.buffer].data))
     return {}
+
+
+def collapsed_zero_points(data):
+    """Whether a per-channel quantized tensor of the file has one zero
+    point for several scales (TFLite Micro reads it; LiteRT rejects it)."""
+    from tflite_micro.tensorflow.lite.micro.python import (
+        schema_py_generated as schema,
+    )
+
+    graph = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
+    for sub in graph.subgraphs:
+        for tensor in sub.tensors or []:
+            q = tensor.quantization
+            if (
+                q is not None
+                and q.scale is not None
+                and q.zeroPoint is not None
+            ):
+                if len(q.scale) > 1 and len(q.zeroPoint) == 1:
+                    return True
+    return False
 
 
 def _dangling_index(graph):
@@ -201,8 +223,59 @@ def find_arena_size(model, low=256, high=1 << 24, granularity=16):
     return size
 
 
+_ALLOCATION = re.compile(
+    r"'(?P<kind>[^']+)' used (?P<used>\d+) bytes .*requested \d+ bytes for "
+    r"(?P<count>\d+)"
+)
+_TOTAL = re.compile(
+    r"allocation (?P<part>total|head|tail) (?P<bytes>\d+) bytes"
+)
+
+
+def allocations(model, arena_size):
+    """The arena as TFLite Micro's recording allocator reports it (its
+    `print_allocations()`) after allocating the file in `arena_size`
+    bytes: `{"total", "head", "tail": bytes, "kinds": {kind: {"bytes",
+    "count"}}}`. The head holds the planned tensors (activations, inputs,
+    outputs), the tail the interpreter's persistent bookkeeping."""
+    model_bytes = read_model(model)
+    with tempfile.NamedTemporaryFile(suffix=".tflite", delete=False) as f:
+        f.write(model_bytes)
+        path = f.name
+    try:
+        out = subprocess.run(
+            [sys.executable, os.path.abspath(__file__), "--allocations"]
+            + [path, str(int(arena_size))],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    finally:
+        os.unlink(path)
+    text = out.stdout + out.stderr
+    result = {m["part"]: int(m["bytes"]) for m in _TOTAL.finditer(text)}
+    result["kinds"] = {
+        m["kind"]: {"bytes": int(m["used"]), "count": int(m["count"])}
+        for m in _ALLOCATION.finditer(text)
+    }
+    return result
+
+
+def _print_allocations(path, arena_size):
+    from tflite_micro import runtime
+
+    interp = runtime.Interpreter.from_bytes(
+        read_model(path), arena_size=int(arena_size)
+    )
+    interp.print_allocations()
+
+
 def main(argv=None):
-    path, low, high, granularity = (argv or sys.argv[1:])[:4]
+    argv = argv or sys.argv[1:]
+    if argv[0] == "--allocations":
+        _print_allocations(*argv[1:3])
+        return
+    path, low, high, granularity = argv[:4]
     print(bisect(read_model(path), int(low), int(high), int(granularity)))
 
 

@@ -18,6 +18,7 @@ import sys
 import numpy as np
 
 from keras_mgrade import _utils
+from keras_mgrade.export.arena import collapsed_zero_points
 from keras_mgrade.export.arena import read_model
 from keras_mgrade.export.arena import stream_metadata
 
@@ -125,8 +126,15 @@ class StreamingInterpreter:
         if arena_size is not None:
             _utils.check_positive_int("arena_size", arena_size)
         self.arena_size = int(arena_size or (1 << 20))
+        metadata = stream_metadata(self.model_bytes)
+        if runtime == "litert" and collapsed_zero_points(self.model_bytes):
+            raise ValueError(
+                "This file was shrunk for TFLite Micro (target='tflm'): "
+                "LiteRT rejects its collapsed per-channel zero points. Run "
+                "it with runtime='tflm', or export it with target='litert'. "
+                "Received: runtime='litert'"
+            )
         if steps_per_invoke is None:
-            metadata = stream_metadata(self.model_bytes)
             steps_per_invoke = metadata.get("steps_per_invoke", 1)
         self.steps_per_invoke = _utils.check_positive_int(
             "steps_per_invoke", steps_per_invoke

@@ -13,6 +13,7 @@ from keras_mgrade import core
 
 QUANTIZE = (None, "int8")
 STATES = ("io", "variables")
+TARGETS = ("tflm", "litert")
 DATA = ("representative_data", "check_data")
 
 
@@ -30,6 +31,7 @@ def check_request(model, path, **request):
         )
     _check_choice("quantize", request["quantize"], QUANTIZE)
     _check_choice("state", request["state"], STATES)
+    _check_choice("target", request["target"], TARGETS)
     k = _utils.check_positive_int(
         "steps_per_invoke", request["steps_per_invoke"]
     )

@@ -11,9 +11,11 @@ describes.
 """
 
 import json
+import re
 
 import numpy as np
 
+from keras_mgrade.export import passes
 from keras_mgrade.export import variables
 from keras_mgrade.export.arena import METADATA
 
@@ -23,7 +25,14 @@ REQUANTIZING = frozenset(
     {"ADD", "SUB", "MUL", "FULLY_CONNECTED", "QUANTIZE", "DEPTHWISE_CONV_2D"}
 )
 
-TENSOR_TYPES = {0: "float32", 2: "int32", 9: "int8", 3: "uint8", 4: "int64"}
+TENSOR_TYPES = {
+    0: "float32",
+    2: "int32",
+    3: "uint8",
+    4: "int64",
+    7: "int16",
+    9: "int8",
+}
 
 
 def read_graph(flat):
@@ -55,6 +64,13 @@ def op_names(flat):
     )
 
 
+def graph_counts(flat):
+    """`{"operators": ..., "tensors": ...}` of the main subgraph (every
+    operator and tensor costs TFLite Micro arena bookkeeping)."""
+    sub = read_graph(flat).subgraphs[0]
+    return {"operators": len(sub.operators), "tensors": len(sub.tensors)}
+
+
 def qparams(tensor):
     """`(scale, zero point)` of a quantized tensor (the first channel's),
     or None."""
@@ -64,7 +80,9 @@ def qparams(tensor):
     return (float(q.scale[0]), int(q.zeroPoint[0]))
 
 
-def rewrite(flat, num_states, quantize, state="io", stream=None):
+def rewrite(
+    flat, num_states, quantize, state="io", stream=None, layer_names=()
+):
     """Applies the export contract to a converted file.
 
     Args:
@@ -75,17 +93,29 @@ def rewrite(flat, num_states, quantize, state="io", stream=None):
         state: `"io"` or `"variables"`.
         stream: dict recorded in the file as the `keras_mgrade` metadata
             (steps per invoke, state kind, host pooling), or None.
+        layer_names: the model's layer names, to count the operators of
+            each layer (`stats["operators_per_layer"]`).
 
     Returns:
-        `(bytes, layout)`: the file and `{"inputs": [...], "outputs":
-        [...]}` (plus `"variables"` for `state="variables"`), each entry
-        with name, shape, dtype, scale and zero point.
+        `(bytes, layout, graph stats)`: the file; `{"inputs": [...],
+        "outputs": [...]}` (plus `"variables"` for `state="variables"`),
+        each entry with name, shape, dtype, scale and zero point; and
+        what the graph passes removed.
     """
     graph = read_graph(flat)
-    inputs, outputs = _order_io(graph, num_states)
+    _order_io(graph, num_states)
+    stats = {"reshapes_folded": passes.fold_io_reshapes(graph, op_name)}
+    if quantize == "int8":
+        stats["negligible_adds"] = passes.drop_negligible_adds(graph, op_name)
+    stats["operators_per_layer"] = _operators_per_layer(graph, layer_names)
+    stats["constants_shared"] = passes.dedup_constants(graph)
+    _name_io(graph, num_states)
+    sub = graph.subgraphs[0]
+    inputs, outputs = list(sub.inputs), list(sub.outputs)
     if quantize == "int8":
         _equal_state_quantization(graph, inputs[1:], outputs[1:])
-    layout = _layout(graph, inputs, outputs)
+    passes.prune(graph)
+    layout = _layout(graph)
     if stream is not None:
         _add_metadata(graph, dict(stream, state=state))
     flat = write_graph(graph)
@@ -96,7 +126,51 @@ def rewrite(flat, num_states, quantize, state="io", stream=None):
             "outputs": layout["outputs"][:1],
             "variables": layout["inputs"][1:],
         }
-    return flat, layout
+    return flat, layout, stats
+
+
+def _operators_per_layer(graph, layer_names):
+    """`{layer name: operators}`: each operator counts for the model layer
+    in whose name scope the step graph computed it (the step graph runs
+    each layer's step in a name scope of the layer's name): read from its
+    output tensor's name, or, for an operator whose output is a graph
+    output (named by the converter), from its inputs' names; `"other"`
+    for the rest."""
+    counts = dict.fromkeys(layer_names, 0)
+    counts["other"] = 0
+    patterns = [
+        (n, re.compile(rf"^{re.escape(n)}(_\d+)?$")) for n in layer_names
+    ]
+    sub = graph.subgraphs[0]
+    outputs = {int(i) for i in sub.outputs}
+
+    def owner(index):
+        # A fused tensor's name lists the folded operations first and the
+        # operation that computes it last.
+        name = _text(sub.tensors[index].name or b"").split(";")[-1]
+        return next(
+            (
+                n
+                for part in name.split("/")
+                for n, rx in patterns
+                if rx.match(part)
+            ),
+            None,
+        )
+
+    for op in sub.operators:
+        candidates = [int(op.outputs[0])]
+        if candidates[0] in outputs:  # its weights name it best
+            inputs = [int(i) for i in op.inputs if i >= 0]
+            candidates = sorted(inputs, key=lambda i: not _constant(graph, i))
+        found = [owner(i) for i in candidates]
+        counts[next((f for f in found if f), "other")] += 1
+    return {k: v for k, v in counts.items() if v}
+
+
+def _constant(graph, index, subgraph=0):
+    data = graph.buffers[graph.subgraphs[subgraph].tensors[index].buffer].data
+    return data is not None and len(data) > 0
 
 
 def _add_metadata(graph, info):
@@ -123,16 +197,27 @@ def io_names(num_states):
 
 
 def _order_io(graph, num_states):
-    from tensorflow.lite.python import schema_py_generated as schema
-
+    """Orders the subgraph's inputs and outputs as the contract says."""
     sub, sig = graph.subgraphs[0], graph.signatureDefs[0]
     by_name_in = {_text(t.name): t.tensorIndex for t in sig.inputs}
     by_name_out = {_text(t.name): t.tensorIndex for t in sig.outputs}
-    in_names, out_names = io_names(num_states)
+    in_names, _ = io_names(num_states)
     inputs = [by_name_in[name] for name in in_names]
     outputs = [by_name_out[f"output_{i}"] for i in range(num_states + 1)]
     sub.inputs = np.array(inputs, "int32")
     sub.outputs = np.array(outputs, "int32")
+
+
+def _name_io(graph, num_states):
+    """Names the inputs and outputs and rewrites the signature to them."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    sub, sig = graph.subgraphs[0], graph.signatureDefs[0]
+    in_names, out_names = io_names(num_states)
+    inputs, outputs = (
+        [int(i) for i in sub.inputs],
+        [int(i) for i in sub.outputs],
+    )
     renamed = set()
     named = list(zip(inputs, in_names)) + list(zip(outputs, out_names))
     for index, name in named:
@@ -149,7 +234,6 @@ def _order_io(graph, num_states):
             entry.name = name.encode()
             entry.tensorIndex = int(index)
             entries.append(entry)
-    return inputs, outputs
 
 
 def _equal_state_quantization(graph, state_inputs, state_outputs):
@@ -172,8 +256,12 @@ def _equal_state_quantization(graph, state_inputs, state_outputs):
         b.quantization.zeroPoint = np.array(a.quantization.zeroPoint)
 
 
-def _layout(graph, inputs, outputs):
+def _layout(graph):
     sub = graph.subgraphs[0]
+    inputs, outputs = (
+        [int(i) for i in sub.inputs],
+        [int(i) for i in sub.outputs],
+    )
     in_names, out_names = io_names(len(inputs) - 1)
 
     def entry(index, name):

@@ -6,6 +6,7 @@ process (`keras_mgrade.export.worker`), so the result is the same
 whatever the training backend.
 """
 
+import dataclasses
 import json
 import os
 import time
@@ -17,6 +18,7 @@ from keras_mgrade.export import arena
 from keras_mgrade.export import convert
 from keras_mgrade.export import request as request_checks
 from keras_mgrade.export import rewrite
+from keras_mgrade.export import shrink
 from keras_mgrade.export import tflm_ops
 from keras_mgrade.export import verify
 from keras_mgrade.export import worker
@@ -35,6 +37,7 @@ def export_tflite(
     steps_per_invoke=1,
     check_data=None,
     max_calibration_sequences=64,
+    target="tflm",
     verbose=True,
 ):
     """Writes a streaming `.tflite` file and returns its report.
@@ -78,6 +81,13 @@ def export_tflite(
         check_data: sequences for the report's deviation check (default:
             up to 4 of `representative_data`, or random normal data).
         max_calibration_sequences: int, sequences used for calibration.
+        target: `"tflm"` (default: the file is shrunk for TFLite Micro:
+            no tensor names or signatures, collapsed all-zero per-channel
+            zero points, no min/max arrays; LiteRT rejects such a file) or
+            `"litert"` (the file as converted, for LiteRT and TFLite Micro
+            alike). The shrunk file is checked to give bit-identical
+            outputs on TFLite Micro; the report's `shrink` says what was
+            removed.
         verbose: bool, print progress.
 
     The export is a pipeline: convert (`keras_mgrade.export.convert`),
@@ -131,66 +141,137 @@ def export_tflite(
         steps_per_invoke=steps_per_invoke,
         check_data=check_data,
         max_calibration_sequences=max_calibration_sequences,
+        target=target,
         verbose=verbose,
     )
     if keras.backend.backend() != "tensorflow":
         return worker.export_in_subprocess(model, path, **request)
     convert.require_tensorflow()
-    log = print if verbose else (lambda *a, **k: None)
-    start = time.perf_counter()
-    quantized = core.quantized_steps(model)
-    if quantized is not None and quantize is None:
-        model, quantized = quantized.source, None  # its float file
-    user_model = model
-    if quantized is None:
-        model = convert.float32_model(model, log)
-    source = model if quantized is None else quantized.source
-    host_pooling = bool(quantize == "int8" and core.host_pooling_of(source))
-    flat, num_states = _convert(model, quantized, host_pooling, request, log)
-    stream = {"steps_per_invoke": request["steps_per_invoke"]}
-    stream["host_pooling"] = "mean" if host_pooling else None
-    flat, layout = rewrite.rewrite(flat, num_states, quantize, state, stream)
-    ops_used = rewrite.op_names(flat)
-    tflm_ops.check_ops(ops_used)
+    job = _Job.of(model, request)
+    flat, built = _build(job)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "wb") as f:
         f.write(flat)
-    log(f"wrote {path} ({len(flat)} bytes); measuring the TFLite Micro arena")
+    job.log(
+        f"wrote {path} ({len(flat)} bytes); measuring the TFLite Micro arena"
+    )
+    report = {"path": os.path.abspath(path), **_check(job, flat, built)}
+    report["seconds"] = round(time.perf_counter() - job.start, 2)
+    with open(report_path(path), "w") as f:
+        json.dump(report, f, indent=2)
+    _log_result(job.log, report)
+    return report
+
+
+@dataclasses.dataclass
+class _Job:
+    """One export: the model to convert and what it came from."""
+
+    model: object  # the model converted (a float32 copy if need be)
+    user_model: object  # the model as given (its float source for float)
+    quantized: object  # the QuantizedSteps, or None
+    host_pooling: bool
+    request: dict
+    log: object
+    start: float
+
+    @classmethod
+    def of(cls, model, request):
+        log = print if request["verbose"] else (lambda *a, **k: None)
+        quantized = core.quantized_steps(model)
+        if quantized is not None and request["quantize"] is None:
+            model, quantized = quantized.source, None  # its float file
+        user_model = model
+        if quantized is None:
+            model = convert.float32_model(model, log)
+        source = model if quantized is None else quantized.source
+        pooling = request["quantize"] == "int8" and core.host_pooling_of(source)
+        return cls(
+            model, user_model, quantized, bool(pooling), request, log,
+            time.perf_counter(),
+        )  # fmt: skip
+
+    @property
+    def source(self):
+        return self.model if self.quantized is None else self.quantized.source
+
+
+def _build(job):
+    """The file's bytes, and what building it found: convert, apply the
+    export contract and the graph passes, shrink for the target."""
+    request = job.request
+    flat, num_states = _convert(
+        job.model, job.quantized, job.host_pooling, request, job.log
+    )
+    stream = {
+        "steps_per_invoke": request["steps_per_invoke"],
+        "host_pooling": "mean" if job.host_pooling else None,
+        "target": request["target"],
+    }
+    flat, layout, stats = rewrite.rewrite(
+        flat,
+        num_states,
+        request["quantize"],
+        request["state"],
+        stream,
+        [layer.name for layer in job.source.layers],
+    )
+    unshrunk = flat
+    flat, removed = shrink.shrink(flat, request["target"])
+    ops_used = rewrite.op_names(flat)
+    tflm_ops.check_ops(ops_used)
+    return flat, {
+        "stream": stream,
+        "layout": layout,
+        "stats": stats,
+        "unshrunk": unshrunk,
+        "removed": removed,
+        "ops": ops_used,
+    }
+
+
+def _check(job, flat, built):
+    """The report: what the file holds, its arena, and its verification on
+    TFLite Micro against the model and against the unshrunk file."""
+    request = job.request
     arena_bytes = arena.find_arena_size(flat)
     sequences = verify.check_sequences(
         request["check_data"],
         request["representative_data"],
-        source,
+        job.source,
         request["steps_per_invoke"],
     )
-    report = {
-        "path": os.path.abspath(path),
-        "quantize": quantize or "float32",
-        "state": state,
-        **stream,
-        "ops": ops_used,
+    if built["removed"]:
+        verify.identical(flat, built["unshrunk"], sequences, arena_bytes)
+    counts = rewrite.graph_counts(flat)
+    return {
+        "quantize": request["quantize"] or "float32",
+        "state": request["state"],
+        **built["stream"],
+        "ops": built["ops"],
+        **counts,
+        "operators_per_layer": built["stats"]["operators_per_layer"],
         "flatbuffer_bytes": len(flat),
+        "shrink": {
+            "unshrunk_bytes": len(built["unshrunk"]),
+            "removed_bytes": built["removed"],
+        },
         "arena_bytes": arena_bytes,
-        **layout,
+        **built["layout"],
         **verify.verify(
-            model,
+            job.model,
             flat,
             sequences,
             arena_bytes,
             request["steps_per_invoke"],
-            host_pooling,
-            quantize,
-            user_model,
+            job.host_pooling,
+            request["quantize"],
+            job.user_model,
         ),
-        "quantization": _quantization(quantize, quantized),
+        "quantization": _quantization(request["quantize"], job.quantized),
         "check_sequences": int(sequences.shape[0]),
         "check_timesteps": int(sequences.shape[1]),
-        "seconds": round(time.perf_counter() - start, 2),
     }
-    with open(report_path(path), "w") as f:
-        json.dump(report, f, indent=2)
-    _log_result(log, report)
-    return report
 
 
 def _log_result(log, report):

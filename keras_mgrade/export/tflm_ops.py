@@ -31,6 +31,8 @@ RESOLVER_METHODS = {
     "RESHAPE": "AddReshape",
     "RSQRT": "AddRsqrt",
     "SOFTMAX": "AddSoftmax",
+    "SPLIT": "AddSplit",
+    "SPLIT_V": "AddSplitV",
     "SQUARE": "AddSquare",
     "SQUARED_DIFFERENCE": "AddSquaredDifference",
     "STRIDED_SLICE": "AddStridedSlice",

@@ -136,3 +136,26 @@ def _warnings(saturation):
         for name, share in saturation.items()
         if share > SATURATION_WARNING
     ]
+
+
+def identical(flat, reference, sequences, arena):
+    """Raises unless `flat` gives bit-identical raw outputs (and states)
+    to `reference` on TFLite Micro over `sequences` (the shrunk file
+    against the file as converted)."""
+    runs = [
+        StreamingInterpreter(f, "tflm", arena + 1024) for f in (flat, reference)
+    ]
+    k = runs[0].steps_per_invoke
+    for sequence in sequences:
+        for interp in runs:
+            interp.reset()
+        for t in range(0, sequence.shape[0], k):
+            x = sequence[t] if k == 1 else sequence[t : t + k]
+            x_file = runs[0].inputs[0].to_file(x[None], "check_data")
+            a, b = (interp.step_raw(x_file) for interp in runs)
+            if not all(np.array_equal(u, v) for u, v in zip(a, b)):
+                raise RuntimeError(
+                    "The shrunk file differs from the converted one on "
+                    f"TFLite Micro at step {t}. Please report the model; "
+                    "export with target='litert' meanwhile."
+                )

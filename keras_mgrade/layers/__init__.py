@@ -4,6 +4,7 @@ per-step forms of the stock Keras layers (`streaming_ops`) and of the
 causal `keras.layers.Conv1D` (`causal_conv1d`) as streamable kinds."""
 
 from keras_mgrade.layers import causal_conv1d
+from keras_mgrade.layers import keras_rnn
 from keras_mgrade.layers import streaming_ops
 from keras_mgrade.layers.dcls_conv1d import DCLSConv1D
 from keras_mgrade.layers.dcls_conv1d import PositionRange

@@ -432,7 +432,7 @@ class DCLSConv1D(StreamingLayer):
             outputs = outputs + ops.cast(self.bias, outputs.dtype)
         return outputs
 
-    def step(self, inputs_t, states, training=False):
+    def step(self, inputs_t, states, training=False, residual=False):
         """Runs one time step for streaming inference.
 
         Dense mode: one depthwise convolution (or fully connected layer)
@@ -444,6 +444,10 @@ class DCLSConv1D(StreamingLayer):
             states: `[fifo]`, `fifo` of shape `(batch, max_delay - 1,
                 channels)`, oldest first (`[]` when `max_delay == 1`).
             training: unused.
+            residual: bool, return `x_t + y_t` (the residual connection of
+                an MGRADE block). In the dense depthwise mode it is folded
+                into the kernel (1 is added to the current sample's tap),
+                so a TFLite file computes it in the convolution itself.
 
         Returns:
             `(y_t, [new_fifo])`.
@@ -452,23 +456,17 @@ class DCLSConv1D(StreamingLayer):
         # training is active): the input, the FIFO and the window share
         # one range, so the int8 FIFO is a plain copy of int8 samples.
         states = self.check_states(states)
-        x = ops.expand_dims(points.state(self, "fifo", inputs_t), 1)
-        if self.max_delay > 1:
-            fifo = points.state(self, "fifo", states[0])
-            window = ops.concatenate([ops.cast(fifo, inputs_t.dtype), x], 1)
-            window = points.state(self, "fifo", window)
-            new_states = [window[:, 1:]]
-        else:
-            window = x
-            new_states = []
+        x = points.state(self, "fifo", inputs_t)
+        if residual and (self.filters or self.channels) != self.channels:
+            raise ValueError(
+                "A residual step needs as many outputs as inputs. Received: "
+                f"filters={self.filters}, channels={self.channels}"
+            )
+        if not self.rounded and self.filters is None:
+            return self._depthwise_step(x, states, residual)
+        window, new_states = self._window(x, states)
         if self.rounded:
             y = self._sparse_step(window)
-        elif self.filters is None:
-            kernel = points.weight(self, "kernel", self._conv_kernel, axis=1)
-            y = ops.depthwise_conv(window, kernel, padding="valid")
-            if self.use_bias:  # before the slice: fused into the conv
-                y = y + ops.cast(self.bias, y.dtype)
-            return points.activation(self, "output", y[:, 0]), new_states
         else:
             flat = ops.reshape(window, (-1, self.max_delay * self.channels))
             kernel = points.weight(
@@ -483,7 +481,54 @@ class DCLSConv1D(StreamingLayer):
             y = ops.matmul(flat, kernel)
         if self.use_bias:
             y = y + ops.cast(self.bias, y.dtype)
+        if residual:
+            y = x + points.activation(self, "convolution", y)
         return points.activation(self, "output", y), new_states
+
+    def _window(self, x, states):
+        """`([fifo, x_t] (batch, max_delay, channels), [new fifo])`."""
+        x = ops.expand_dims(x, 1)
+        if self.max_delay == 1:
+            return x, []
+        fifo = points.state(self, "fifo", states[0])
+        window = ops.concatenate([ops.cast(fifo, x.dtype), x], 1)
+        window = points.state(self, "fifo", window)
+        return window, [window[:, 1:]]
+
+    def _depthwise_step(self, x, states, residual):
+        # In 4-D, the layout of TFLite's DEPTHWISE_CONV_2D: the window is
+        # (batch, 1, max_delay, channels) and the output (batch, 1, 1,
+        # channels), so the file needs no reshape around the convolution
+        # (the exporter folds the reshapes of the FIFO into its state).
+        span, c = self.max_delay - 1, self.channels
+        x4 = ops.reshape(x, (-1, 1, 1, c))
+        new_states = []
+        window = x4
+        if span:
+            fifo = points.state(self, "fifo", states[0])
+            fifo = ops.reshape(ops.cast(fifo, x.dtype), (-1, 1, span, c))
+            window = ops.concatenate([fifo, x4], axis=2)
+            window = points.state(self, "fifo", window)
+            new_states = [ops.reshape(window[:, :, 1:], (-1, span, c))]
+        kernel = points.weight(
+            self, "kernel", lambda: self._step_kernel(residual), axis=2
+        )
+        y = ops.depthwise_conv(window, kernel, padding="valid")
+        if self.use_bias:
+            y = y + ops.cast(self.bias, y.dtype)
+        y = ops.reshape(y, (-1, c))
+        return points.activation(self, "output", y), new_states
+
+    def _step_kernel(self, residual):
+        """The depthwise kernel `(1, max_delay, channels, 1)`, oldest
+        sample first; with `residual`, 1 added to the current sample's
+        tap (`x_t + conv(x)_t` as one convolution)."""
+        kernel = self._conv_kernel()  # (max_delay, channels, 1)
+        if residual:
+            current = ops.one_hot(self.max_delay - 1, self.max_delay)
+            current = ops.cast(ops.reshape(current, (-1, 1, 1)), kernel.dtype)
+            kernel = kernel + current
+        return ops.expand_dims(kernel, 0)
 
     def _sparse_step(self, window):
         # Flat index of sample x[t - p[n, c], c] in the window (oldest

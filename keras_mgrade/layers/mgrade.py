@@ -15,6 +15,8 @@ from keras_mgrade.layers.dcls_conv1d import DCLSConv1D
 from keras_mgrade.layers.min_gru import MinGRU
 
 NORMS = ("layer", "rms", None)
+# The factor of `sigmoid_gelu(x) = x sigmoid(1.702 x)`.
+SIGMOID_GELU = 1.702
 
 
 @keras.saving.register_keras_serializable(package="keras_mgrade")
@@ -336,24 +338,36 @@ class MGRADE(StreamingLayer):
             x = streaming_ops.dense(x, self.input_projection)
         u, fifo, h = x, [], []
         if self.conv is not None:
-            conv_out, fifo = self.conv.step(x, states[:n])
-            u = points.activation(self, "conv_residual", x + conv_out)
+            # The residual is folded into the convolution (dense mode).
+            u, fifo = self.conv.step(x, states[:n], residual=True)
         v = u
         if self.min_gru is not None:
             rnn_out, h = self.min_gru.step(u, states[n:])
             v = points.activation(self, "rnn_residual", u + rnn_out)
         y = v
         if self.mlp_ratio:
-            z = v
-            if self.mlp_norm is not None:
-                z = streaming_ops.layer_norm(z, self.mlp_norm)
-            z = streaming_ops.dense(z, self.mlp_in)
-            z = self._mlp_step_activation(z)
-            z = streaming_ops.dense(z, self.mlp_out)
-            y = points.activation(self, "mlp_residual", v + z)
+            y = points.activation(self, "mlp_residual", v + self._mlp_step(v))
         if self.post_norm is not None:
             y = streaming_ops.layer_norm(y, self.post_norm)
         return y, list(fifo) + list(h)
+
+    def _mlp_step(self, v):
+        z = v
+        if self.mlp_norm is not None:
+            z = streaming_ops.layer_norm(z, self.mlp_norm)
+        if streaming_ops.activation_name(self.mlp_activation) == "sigmoid_gelu":
+            # z sigmoid(1.702 z) = silu(1.702 z) / 1.702: the factors fold
+            # into the two kernels (no separate MUL in a TFLite file).
+            z = streaming_ops.dense(z, self.mlp_in, output_scale=SIGMOID_GELU)
+            z = streaming_ops.step_activation(
+                "silu", "mlp_activation", owner=self
+            )(z)
+            return streaming_ops.dense(
+                z, self.mlp_out, input_scale=SIGMOID_GELU
+            )
+        z = streaming_ops.dense(z, self.mlp_in)
+        z = self._mlp_step_activation(z)
+        return streaming_ops.dense(z, self.mlp_out)
 
     def _split_state(self, initial_state, batch_size):
         if initial_state is None:

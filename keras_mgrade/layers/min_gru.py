@@ -26,14 +26,20 @@ def candidate_activation(x):
     return ops.relu(x) + ops.minimum(ops.sigmoid(x), 0.5)
 
 
-def _quantized_candidate(owner, x):
-    # candidate_activation with its quantization points.
-    sig = ops.sigmoid(x)
-    sig = points.activation(owner, "g_sigmoid", sig, points.SIGMOID_RANGE)
-    low = ops.minimum(sig, 0.5)
-    low = points.activation(owner, "g_low", low, points.SIGMOID_RANGE)
-    high = points.activation(owner, "g_relu", ops.relu(x))
-    return points.activation(owner, "g", high + low)
+def _step_candidate(owner, x):
+    """`candidate_activation` for the step graph, with its quantization
+    points: `maximum(x + 0.5, sigmoid(x))`, exactly `relu(x) +
+    minimum(sigmoid(x), 0.5)` (for `x >= 0`, `x + 0.5 >= sigmoid(x)`; for
+    `x < 0` the reverse). In a TFLite file: ADD, LOGISTIC (its output
+    requantized to the candidate's grid) and MAXIMUM, with no second
+    FULLY_CONNECTED for a fused RELU. The shifted input shares the
+    candidate's quantization point (MAXIMUM reads both inputs on its own
+    output grid); below it the maximum is the sigmoid anyway."""
+    shifted = points.activation(owner, "g", x + 0.5)
+    sig = points.activation(
+        owner, "g_sigmoid", ops.sigmoid(x), points.SIGMOID_RANGE
+    )
+    return points.activation(owner, "g", ops.maximum(shifted, sig))
 
 
 def log_candidate_activation(x):
@@ -181,7 +187,7 @@ class MinGRUCell(keras.layers.Layer):
         h_prev = points.state(self, "h", ops.cast(h_prev, "float32"))
         z = ops.sigmoid(pre_z)
         z = points.activation(self, "z", z, fixed=points.SIGMOID_RANGE)
-        g = _quantized_candidate(self, pre_h)
+        g = _step_candidate(self, pre_h)
         diff = points.activation(self, "diff", g - h_prev)
         update = points.activation(self, "update", z * diff)
         h = points.state(self, "h", h_prev + update)

@@ -117,9 +117,7 @@ def layer_norm(x, layer):
             "mean_square",
             ops.mean(q("square", x * x), axis=-1, keepdims=True),
         )
-        inv = q(
-            "rsqrt", _rsqrt(q("variance", mean_square + layer.epsilon), layer)
-        )
+        inv = q("rsqrt", _inverse_root(mean_square, layer))
         y = q("normalized", x * inv)
         y = q("output", y * w("scale"))
         return ops.cast(y, dtype)
@@ -127,7 +125,7 @@ def layer_norm(x, layer):
     centered = q("centered", x - mean)
     square = q("square", centered * centered)
     variance = q("variance", ops.mean(square, axis=-1, keepdims=True))
-    inv = q("rsqrt", _rsqrt(q("variance_eps", variance + layer.epsilon), layer))
+    inv = q("rsqrt", _inverse_root(variance, layer))
     y = q("normalized", centered * inv)
     if layer.scale:
         y = q("scaled", y * w("gamma"))
@@ -136,23 +134,38 @@ def layer_norm(x, layer):
     return ops.cast(y, dtype)
 
 
-def _rsqrt(x, layer):
-    # Quantized, `variance + epsilon` can round to 0 (as in the int8
-    # file); keep the simulation finite. A no-op on float values.
-    if points.quantizing():
-        x = ops.maximum(x, layer.epsilon)
-    return ops.rsqrt(x)
+def _inverse_root(variance, layer):
+    """`rsqrt(variance + epsilon)`. In an int8 graph the epsilon is far
+    below half a step of the variance's grid, so the int8 file computes
+    `rsqrt(variance)` (the exporter drops the ADD of the epsilon), and so
+    does its quantization-aware simulation: there, a variance that rounds
+    to 0 gives the largest value, as TFLite Micro's int8 RSQRT does."""
+    if not points.quantizing():
+        return ops.rsqrt(variance + layer.epsilon)
+    if points.exporting():
+        return ops.rsqrt(variance)
+    return ops.rsqrt(ops.maximum(variance, layer.epsilon))
 
 
-def dense(x, layer):
+def dense(x, layer, input_scale=1.0, output_scale=1.0):
     """`keras.layers.Dense` on a `(batch, features)` input, with its
-    activation in step form."""
-    kernel = points.weight(
-        layer, "kernel", lambda: ops.cast(layer.kernel, x.dtype), axis=-1
-    )
+    activation in step form.
+
+    The scales fold factors into the weights, exactly: the input is
+    `input_scale` times the layer's usual input, and the result (before
+    the activation) is `output_scale` times the layer's usual result.
+    """
+    factor = output_scale / input_scale
+
+    def kernel_fn():
+        kernel = ops.cast(layer.kernel, x.dtype)
+        return kernel if factor == 1.0 else kernel * factor
+
+    kernel = points.weight(layer, "kernel", kernel_fn, axis=-1)
     y = ops.matmul(x, kernel)
     if layer.use_bias:
-        y = y + ops.cast(layer.bias, y.dtype)
+        bias = ops.cast(layer.bias, y.dtype)
+        y = y + (bias if output_scale == 1.0 else bias * output_scale)
     y = points.activation(layer, "linear", y)
     fn = step_activation(
         layer.activation, f"{layer.name}.activation", owner=layer

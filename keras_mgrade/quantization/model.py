@@ -59,6 +59,7 @@ class QuantizationScope(points.Scope):
     def __init__(self, model, mode):
         self.model = model
         self.mode = mode
+        self.exports = mode == "export"
         self.prefix = ""
         self.found = {}
         self.aliases = {}

@@ -96,15 +96,15 @@ def test_lookup_follows_the_class_hierarchy():
         pass
 
     assert core.kind_of(MyDense(3)) is core.kind_of(keras.layers.Dense(3))
-    assert core.find_kind(keras.layers.GRU(2)) is None
+    assert core.find_kind(keras.layers.SimpleRNN(2)) is None
 
 
 BAD_REGISTRATIONS = [
     ("not_a_type", lambda: core.register_streaming(3), "layer_type=3"),
     (
         "stock_layer_without_step",
-        lambda: core.register_streaming(keras.layers.GRU),
-        "step is required .* layer_type=GRU",
+        lambda: core.register_streaming(keras.layers.SimpleRNN),
+        "step is required .* layer_type=SimpleRNN",
     ),
     (
         "unknown_host_pooling",

@@ -113,8 +113,8 @@ def _model_with(layer):
 UNSTREAMABLE = [
     (
         "unregistered_layer",
-        lambda: keras.layers.GRU(4, return_sequences=True, name="my_gru"),
-        r"'my_gru' of type GRU cannot be streamed. Registered: .*MGRADE",
+        lambda: keras.layers.SimpleRNN(4, return_sequences=True, name="my_rnn"),
+        r"'my_rnn' of type SimpleRNN cannot be streamed. Registered: .*MGRADE",
     ),
     (
         "non_causal_conv1d",

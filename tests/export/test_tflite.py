@@ -76,11 +76,12 @@ def test_float_file_matches_keras(tmp_path):
         "state_2",
         "state_3",
     ]
+    # The FIFOs are declared in the 4-D layout of the convolution.
     assert [t["shape"] for t in report["inputs"]] == [
         [1, 3],
-        [1, 11, 16],
+        [1, 1, 11, 16],
         [1, 16],
-        [1, 11, 16],
+        [1, 1, 11, 16],
         [1, 16],
     ]
     assert report["outputs"][0]["name"] == "y_t"
@@ -125,6 +126,7 @@ def test_int8_trained_classifier(trained, tmp_path):
         path,
         quantize="int8",
         representative_data=x[:64],
+        target="litert",  # compared with LiteRT below
         verbose=False,
     )
     assert report["host_pooling"] == "mean"
@@ -318,6 +320,7 @@ def test_variables_file_int8(tmp_path):
             state=state,
             representative_data=data,
             check_data=data[:1],
+            target="litert",
             verbose=False,
         )
         for state in ("io", "variables")

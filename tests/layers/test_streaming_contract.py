@@ -129,6 +129,18 @@ SPECS = [
         sequence_output=False,
         points=False,
     ),
+    *(
+        StreamingSpec(
+            name=rnn.__name__.lower(),
+            make=lambda rnn=rnn, **kw: rnn(
+                4, return_sequences=True, return_state=True, **kw
+            ),
+            features=3,
+            lengths=SHORT,
+            points=False,  # the Keras cells mark no quantization points
+        )
+        for rnn in (keras.layers.GRU, keras.layers.LSTM)
+    ),
     _conv1d("conv1d", filters=4, kernel_size=3),
     _conv1d("conv1d_dilated", filters=2, kernel_size=4, dilation_rate=3),
     _conv1d("conv1d_relu", filters=3, kernel_size=2, activation="relu"),
