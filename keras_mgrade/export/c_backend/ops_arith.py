@@ -13,7 +13,6 @@ from keras_mgrade.export.c_backend import tflm_math as tm
 from keras_mgrade.export.c_backend.program import Ref
 from keras_mgrade.export.c_backend.program import Step
 from keras_mgrade.export.c_backend.program import register
-from keras_mgrade.export.c_backend.program import requant
 from keras_mgrade.export.c_backend.program import unsupported
 
 _F32 = np.float32
@@ -55,7 +54,7 @@ def _optional(ctx, op, k):
 
 
 def _channel_requants(ctx, op, x, w, out, channels):
-    """Per-channel (mult, left, right): double(s_in) * double(s_w) /
+    """Per-channel `(multipliers, shifts)`: double(s_in) * double(s_w) /
     double(s_out), as TFLite's PopulateConvolutionQuantizationParams."""
     scales = w.scale if w.per_channel else np.repeat(w.scale[:1], channels)
     if w.per_channel and scales.size != channels:
@@ -63,11 +62,40 @@ def _channel_requants(ctx, op, x, w, out, channels):
     zeros = w.channel_zero_points(channels)
     if np.any(zeros != 0):
         raise unsupported(op, "weight zero points", zeros.tolist())
-    values = []
+    mults, shifts = [], []
     for s in scales:
         real = float(x.s) * float(_F32(s)) / float(out.s)
-        values.append(requant(*tm.quantize_multiplier(real)))
-    return values
+        m, shift = tm.quantize_multiplier(real)
+        mults.append(m)
+        shifts.append(shift)
+    return mults, shifts
+
+
+def _requant_consts(ctx, name, mults, shifts):
+    return (
+        ctx.const("int32_t", mults, f"{name}_mult"),
+        ctx.const("int8_t", shifts, f"{name}_shift"),
+    )
+
+
+def needs_exact64(bias, rows, shifts):
+    """Whether a row's accumulator times 2^left can reach 2^30 (then the
+    generic 64-bit requantization is used): |bias| + 128 * sum |w|."""
+    bound = np.abs(rows.astype("int64")).sum(axis=1) * 128
+    if bias is not None:
+        bound = bound + np.abs(np.asarray(bias, "int64"))
+    left = np.maximum(np.asarray(shifts, "int64"), 0)
+    return bool(np.any(bound * (2**left) >= 2**30))
+
+
+def blocked_weights(weights):
+    """[rows][cols] -> blocks of 4 rows x 16 columns, or None when the
+    shape does not divide."""
+    rows, cols = weights.shape
+    if rows % 4 or cols % 16:
+        return None
+    blocks = weights.reshape(rows // 4, 4, cols // 16, 16)
+    return blocks.transpose(0, 2, 1, 3).reshape(-1)
 
 
 def _folded_bias(op, bias, weights_rows, in_zp):
@@ -97,65 +125,110 @@ def emit_fully_connected(ctx, op):
     if w.data is None or len(w.shape) != 2:
         raise unsupported(op, "weights", "non-constant or not 2-D")
     rows, cols = w.shape
-    batches = x.size // cols
     ops = _fc_outputs(ctx, op)
     name = f"op{op.index}"
+    blocked = blocked_weights(w.data)
     weights = ctx.const(
-        "int8_t", w.data.reshape(-1), f"{name}_weights", f"{rows} x {cols}"
+        "int8_t",
+        w.data.reshape(-1) if blocked is None else blocked,
+        f"{name}_weights",
+        f"{rows} x {cols}" + ("" if blocked is None else ", 4 x 16 blocks"),
     )
-    bias_data = None if b is None else b.data.reshape(-1)
-    bias = None
-    if bias_data is not None or x.zp != 0:
-        folded = _folded_bias(op, bias_data, w.data, x.zp)
-        bias = ctx.const("int32_t", folded, f"{name}_bias", "zp_in folded")
-    rqs, zps, lows, highs = [], [], [], []
-    for k, o in enumerate(ops):
+    folded = None
+    if b is not None or x.zp != 0:
+        folded = _folded_bias(op, None if b is None else b.data, w.data, x.zp)
+    fields = {"weights": weights, "bias": "NULL"}
+    if folded is not None:
+        fields["bias"] = ctx.const("int32_t", folded, f"{name}_bias")
+    mults, shifts, zps, lows, highs, right, exact = [], [], [], [], [], [], 0
+    for o in ops:
         out = ctx.tensor(o.outputs[0])
-        values = _channel_requants(ctx, o, x, w, out, rows)
-        rqs.append(ctx.const("mg_requant", values, f"op{o.index}_rq"))
+        m, sh = _channel_requants(ctx, o, x, w, out, rows)
+        exact = exact or needs_exact64(folded, w.data, sh)
+        consts = _requant_consts(ctx, f"op{o.index}", m, sh)
+        mults.append(consts[0].name)
+        shifts.append(consts[1].name)
         lo, hi = activation_range(o, out)
         zps.append(out.zp)
         lows.append(lo)
         highs.append(hi)
+        right.append(int(max(sh) < 0 and (lo, hi) == (-128, 127)))
     pad = 2 - len(ops)
-    fields = {
-        "weights": weights,
-        "bias": bias if bias is not None else "NULL",
-        "rq": "{%s}" % ", ".join([c.name for c in rqs] + ["NULL"] * pad),
-        "rows": rows,
-        "cols": cols,
-        "batches": batches,
-        "outputs": len(ops),
-        "out_zp": "{%s}" % ", ".join(map(str, zps + [0] * pad)),
-        "act_min": "{%s}" % ", ".join(map(str, lows + [0] * pad)),
-        "act_max": "{%s}" % ", ".join(map(str, highs + [0] * pad)),
-    }
+    fields.update(
+        {
+            "mult": _pair(mults + ["NULL"] * pad),
+            "shift": _pair(shifts + ["NULL"] * pad),
+            "rows": rows,
+            "cols": cols,
+            "batches": x.size // cols,
+            "outputs": len(ops),
+            "blocked": int(blocked is not None),
+            "exact64": int(exact),
+            "right_only": _pair(right + [0] * pad),
+            "out_zp": _pair(zps + [0] * pad),
+            "act_min": _pair(lows + [0] * pad),
+            "act_max": _pair(highs + [0] * pad),
+        }
+    )
     params = ctx.struct("mg_fc_params", fields, name)
-    outs = [Ref(o.outputs[0]) for o in ops]
+    outs = [Ref(o.outputs[0]) for o in ops] + ["NULL"] * pad
     ctx.emit(
         Step(
             "mg_fully_connected",
-            [
-                params,
-                Ref(op.inputs[0]),
-                outs[0],
-                outs[1] if pad == 0 else "NULL",
-            ],
+            [params, Ref(op.inputs[0]), *outs],
             reads=[op.inputs[0]],
             writes=[o.outputs[0] for o in ops],
             ops=[o.index for o in ops],
             comment=f"FULLY_CONNECTED {cols} -> {rows}"
             + (" (two output quantizations)" if pad == 0 else ""),
             sections=("fc",),
-            macs=rows * cols * batches * len(ops),
+            macs=rows * cols * (x.size // cols) * len(ops),
         )
     )
+
+
+def _pair(values):
+    return "{" + ", ".join(str(v) for v in values) + "}"
 
 
 def _padding(padding, stride, dilation, size, k, out):
     effective = (k - 1) * dilation + 1
     total = max((out - 1) * stride + effective - size, 0)
     return total // 2 if padding == 0 else 0
+
+
+def _conv_geometry(op, x, w, out):
+    """Strides, dilations, padding; whether every tap reads the input and
+    whether the one output's window is the whole input."""
+    _, in_h, in_w, in_c = x.shape
+    _, k_h, k_w, out_c = w.shape
+    _, out_h, out_w, _ = out.shape
+    o = op.options
+    g = {
+        "stride_h": o.get("strideH", 1),
+        "stride_w": o.get("strideW", 1),
+        "dil_h": o.get("dilationHFactor", 1),
+        "dil_w": o.get("dilationWFactor", 1),
+    }
+    g["pad_top"] = _padding(
+        o.get("padding", 1), g["stride_h"], g["dil_h"], in_h, k_h, out_h
+    )
+    g["pad_left"] = _padding(
+        o.get("padding", 1), g["stride_w"], g["dil_w"], in_w, k_w, out_w
+    )
+    inside = (
+        g["pad_top"] == 0
+        and g["pad_left"] == 0
+        and (out_h - 1) * g["stride_h"] + (k_h - 1) * g["dil_h"] < in_h
+        and (out_w - 1) * g["stride_w"] + (k_w - 1) * g["dil_w"] < in_w
+    )
+    window = (
+        inside
+        and out_h == out_w == 1
+        and (k_h, k_w) == (in_h, in_w)
+        and out_c == in_c
+    )
+    return g, inside, window
 
 
 @register("DEPTHWISE_CONV_2D")
@@ -169,46 +242,33 @@ def emit_depthwise_conv(ctx, op):
         raise unsupported(op, "input shape", x.shape)
     _, in_h, in_w, in_c = x.shape
     _, k_h, k_w, out_c = w.shape
-    _, out_h, out_w, _ = out.shape
-    o = op.options
-    sh, sw = o.get("strideH", 1), o.get("strideW", 1)
-    dh, dw = o.get("dilationHFactor", 1), o.get("dilationWFactor", 1)
-    pad_top = _padding(o.get("padding", 1), sh, dh, in_h, k_h, out_h)
-    pad_left = _padding(o.get("padding", 1), sw, dw, in_w, k_w, out_w)
-    inside = (
-        pad_top == 0
-        and pad_left == 0
-        and (out_h - 1) * sh + (k_h - 1) * dh < in_h
-        and (out_w - 1) * sw + (k_w - 1) * dw < in_w
-    )
+    geometry, inside, window = _conv_geometry(op, x, w, out)
     name = f"op{op.index}"
     rows = w.data.reshape(-1, out_c).T  # [out_c][taps]
-    bias_data = None if b is None else b.data.reshape(-1)
-    bias = None
-    if inside and (bias_data is not None or x.zp != 0):
-        folded = _folded_bias(op, bias_data, rows, x.zp)
-        bias = ctx.const("int32_t", folded, f"{name}_bias", "zp_in folded")
-    elif bias_data is not None:
-        bias = ctx.const("int32_t", bias_data, f"{name}_bias")
-    rq = ctx.const(
-        "mg_requant", _channel_requants(ctx, op, x, w, out, out_c), f"{name}_rq"
-    )
+    bias = None if b is None else b.data.reshape(-1).astype("int64")
+    if inside:
+        bias = _folded_bias(op, bias, rows, x.zp)
+    mults, shifts = _channel_requants(ctx, op, x, w, out, out_c)
+    mult, shift = _requant_consts(ctx, name, mults, shifts)
     lo, hi = activation_range(op, out)
     fields = {
         "weights": ctx.const(
             "int8_t", w.data.reshape(-1), f"{name}_weights", str(w.shape)
         ),
-        "bias": bias if bias is not None else "NULL",
-        "rq": rq,
+        "bias": "NULL"
+        if bias is None
+        else ctx.const("int32_t", bias, f"{name}_bias"),
+        "mult": mult,
+        "shift": shift,
         "in_h": in_h, "in_w": in_w, "in_c": in_c,
-        "out_h": out_h, "out_w": out_w,
+        "out_h": out.shape[1], "out_w": out.shape[2],
         "k_h": k_h, "k_w": k_w,
-        "mult": out_c // in_c,
-        "stride_h": sh, "stride_w": sw,
-        "dil_h": dh, "dil_w": dw,
-        "pad_top": pad_top, "pad_left": pad_left,
-        "folded": int(inside),
         "in_offset": -x.zp,
+        "mult_depth": out_c // in_c,
+        **geometry,
+        "folded": int(inside),
+        "window": int(window),
+        "exact64": int(needs_exact64(bias, rows, shifts) or not inside),
         "out_zp": out.zp, "act_min": lo, "act_max": hi,
     }  # fmt: skip
     params = ctx.struct("mg_dwconv_params", fields, name)
@@ -221,6 +281,6 @@ def emit_depthwise_conv(ctx, op):
             ops=[op.index],
             comment=f"DEPTHWISE_CONV_2D {k_h}x{k_w} over {in_h}x{in_w}x{in_c}",
             sections=("dwconv",),
-            macs=out_h * out_w * out_c * k_h * k_w,
+            macs=out.shape[1] * out.shape[2] * out_c * k_h * k_w,
         )
     )

@@ -34,15 +34,13 @@ def _rq(real):
 
 
 def add_params(op, a, b, out):
-    """ADD (double arithmetic) and SUB (float32 arithmetic) constants."""
-    if op.name == "ADD":
-        twice_max = 2.0 * float(max(a.s, b.s))
-        r1, r2 = float(a.s) / twice_max, float(b.s) / twice_max
-        r_out = twice_max / ((1 << 20) * float(out.s))
-    else:
-        twice_max = _F32(2.0) * max(a.s, b.s)
-        r1, r2 = float(a.s / twice_max), float(b.s / twice_max)
-        r_out = float(twice_max / (_F32(1 << 20) * out.s))
+    """ADD and SUB constants, in double arithmetic. (TFLite Micro's
+    sub_common.cc divides the scales in float32 before widening; the
+    `tflite-micro` runtime computes SUB like ADD, in double: checked on
+    all input pairs, see tests/export/test_c_backend.py.)"""
+    twice_max = 2.0 * float(max(a.s, b.s))
+    r1, r2 = float(a.s) / twice_max, float(b.s) / twice_max
+    r_out = twice_max / ((1 << 20) * float(out.s))
     lo, hi = activation_range(op, out)
     return {
         "rq1": _rq(r1),
@@ -108,13 +106,13 @@ def sqdiff_one(p, va, vb):
 
 _KINDS = {
     # op -> (params, one, C function, kernel section, struct type)
-    "ADD": (add_params, add_one, "mg_add_bcast", "add", "mg_add_params"),
-    "SUB": (add_params, add_one, "mg_add_bcast", "add", "mg_add_params"),
-    "MUL": (mul_params, mul_one, "mg_mul_bcast", "mul", "mg_mul_params"),
+    "ADD": (add_params, add_one, "mg_add", "add", "mg_add_params"),
+    "SUB": (add_params, add_one, "mg_add", "add", "mg_add_params"),
+    "MUL": (mul_params, mul_one, "mg_mul", "mul", "mg_mul_params"),
     "SQUARED_DIFFERENCE": (
         sqdiff_params,
         sqdiff_one,
-        "mg_sqdiff_bcast",
+        "mg_sqdiff",
         "sqdiff",
         "mg_sqdiff_params",
     ),
@@ -201,10 +199,73 @@ def broadcast(op, shape_a, shape_b, shape_out):
     }
 
 
-def _struct_fields(kind, params):
-    fields = {}
-    for key, value in params.items():
-        fields[key] = "{%d, %d, %d}" % value if key.startswith("rq") else value
+_HALF = (1 << 30, 0, 0)  # the requantization of multiplier 1/2
+
+
+def _fits(zp, e):
+    return e >= 1 and abs(zp) * 2**e + 2 ** (e - 1) < 2**30
+
+
+def _add_fields(op, a, b, p):
+    """mg_add_params with the operands ordered (big, small): the input
+    whose multiplier is exactly 1/2 first. Returns (fields, swapped)."""
+    for rq in (p["rq1"], p["rq2"], p["rq_out"]):
+        if rq[1]:  # TFLite's Prepare checks all three are below one
+            raise unsupported(op, "multiplier above one", rq)
+    swapped = p["rq1"] != _HALF and p["rq2"] == _HALF
+    big, small = ("2", "1") if swapped else ("1", "2")
+    sign_small = -1 if p["subtract"] else 1
+    sign_big = 1
+    if swapped and p["subtract"]:
+        sign_big, sign_small = -1, 1
+    full = (p["act_min"], p["act_max"]) == (-128, 127)
+    fields = {
+        "m_big": p["rq" + big][0],
+        "m_small": p["rq" + small][0],
+        "m_out": p["rq_out"][0],
+        "off_big": p["off" + big],
+        "off_small": p["off" + small],
+        "e_big": p["rq" + big][2],
+        "e_small": p["rq" + small][2],
+        "e_out": p["rq_out"][2],
+        "sign_big": sign_big,
+        "sign_small": sign_small,
+        "out_zp": p["out_zp"],
+        "act_min": p["act_min"],
+        "act_max": p["act_max"],
+        "fast": int(
+            p["rq" + big] == _HALF
+            and full
+            and _fits(p["out_zp"], p["rq_out"][2])
+        ),
+    }
+    return fields, swapped
+
+
+def _mul_fields(op, a, b, p):
+    mult, left, right = p["rq"]
+    biggest = (128 + abs(a.zp)) * (128 + abs(b.zp))
+    full = (p["act_min"], p["act_max"]) == (-128, 127)
+    fast = biggest * 2**left < 2**30 and full and _fits(p["out_zp"], right)
+    return {
+        "mult": mult,
+        "off1": p["off1"],
+        "off2": p["off2"],
+        "shift": left - right,
+        "out_zp": p["out_zp"],
+        "act_min": p["act_min"],
+        "act_max": p["act_max"],
+        "fast": int(fast),
+    }
+
+
+def _rq_text(rq):
+    return "{{{}, {}, {}}}".format(*rq)
+
+
+def _sqdiff_fields(p):
+    fields = {key: _rq_text(p[key]) for key in ("rq1", "rq2", "rq_out")}
+    fields.update({k: p[k] for k in ("off1", "off2", "out_zp")})
     return fields
 
 
@@ -214,20 +275,34 @@ def emit_binary(ctx, op):
     out = ctx.tensor(op.outputs[0])
     if any(t.dtype != "int8" for t in (a, b, out)):
         raise unsupported(op, "tensor types", (a.dtype, b.dtype, out.dtype))
-    bc = broadcast(op, a.shape, b.shape, out.shape)
     name = f"op{op.index}"
-    shape = ctx.struct("mg_bcast", bc, f"{name}_shape")
-    full = bc["a_inner"] == bc["b_inner"] == 1 and (
-        bc["outer"] == 1 or bc["a_outer"] == bc["b_outer"] == bc["inner"]
-    )
-    args = [shape, Ref(op.inputs[0]), Ref(op.inputs[1]), Ref(op.outputs[0])]
+    first, second = op.inputs[:2]
+    params = None
     if op.name in ("MINIMUM", "MAXIMUM"):
-        call, section = "mg_minmax_bcast", "minmax"
-        args.insert(0, 1 if op.name == "MINIMUM" else -1)
+        call, section = "mg_minmax", "minmax"
     else:
         params_fn, _, call, section, ctype = _KINDS[op.name]
-        fields = _struct_fields(ctype, params_fn(op, a, b, out))
-        args.insert(0, ctx.struct(ctype, fields, name))
+        p = params_fn(op, a, b, out)
+        if op.name == "MUL":
+            fields = _mul_fields(op, a, b, p)
+        elif op.name == "SQUARED_DIFFERENCE":
+            fields = _sqdiff_fields(p)
+        else:
+            fields, swapped = _add_fields(op, a, b, p)
+            if swapped:
+                first, second = second, first
+        params = ctx.struct(ctype, fields, name)
+    shapes = [ctx.tensor(first).shape, ctx.tensor(second).shape]
+    plain = shapes[0] == shapes[1] == out.shape
+    shape = "NULL"
+    if not plain:
+        bc = broadcast(op, shapes[0], shapes[1], out.shape)
+        shape = ctx.struct("mg_bcast", bc, f"{name}_shape")
+    args = [shape, Ref(first), Ref(second), Ref(op.outputs[0]), out.size]
+    if params is None:
+        args.insert(0, 1 if op.name == "MINIMUM" else -1)
+    else:
+        args.insert(0, params)
     ctx.emit(
         Step(
             call,
@@ -236,8 +311,8 @@ def emit_binary(ctx, op):
             writes=[op.outputs[0]],
             ops=[op.index],
             comment=f"{op.name} {list(a.shape)}, {list(b.shape)}",
-            sections=("broadcast", section),
-            elementwise=full,
+            sections=("bcast", section),
+            elementwise=plain,
         )
     )
 
@@ -275,7 +350,7 @@ def emit_reduce(ctx, op):
     count = int(np.prod(x.shape[axes[0] : axes[-1] + 1], dtype=np.int64))
     inner = int(np.prod(x.shape[axes[-1] + 1 :], dtype=np.int64))
     fields = {
-        "rq": "{%d, %d, %d}" % reduce_params(op, x, out, count),
+        "rq": _rq_text(reduce_params(op, x, out, count)),
         "zp_sum": x.zp * count,
         "outer": outer,
         "count": count,

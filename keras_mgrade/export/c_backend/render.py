@@ -18,7 +18,7 @@ SECTION_ORDER = (
     "gather",
     "lut",
     "fill",
-    "broadcast",
+    "bcast",
     "fc",
     "dwconv",
     "add",

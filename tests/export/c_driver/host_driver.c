@@ -1,12 +1,15 @@
-/* Host driver for a generated model (name "mgrade"): streams int8 inputs
+/* Host driver for a generated model named "mgrade": streams int8 inputs
  * from stdin through mgrade_step and writes every output to stdout.
  *
- * stdin:  int32 steps, int32 reset_every (0: never), then steps * calls
- *         of MGRADE_INPUT_SIZE int8 values (one call per line of input).
+ * stdin:  int32 calls, int32 mode, then per call MGRADE_INPUT_SIZE int8
+ *         values (mode -1: followed by sizeof(mgrade_state) bytes that
+ *         replace the state before the call; mode > 0: reset the state
+ *         every `mode` calls; mode 0: never reset).
  * stdout: MGRADE_OUTPUT_SIZE int8 values per call, then the final state.
  */
-#include <stdio.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <string.h>
 
 #include "mgrade.h"
 
@@ -22,6 +25,9 @@ int main(void) {
       mgrade_reset(&state);
     }
     if (fread(x, 1, sizeof x, stdin) != sizeof x) return 3;
+    if (header[1] < 0 && fread(&state, 1, sizeof state, stdin) != sizeof state) {
+      return 3;
+    }
     mgrade_step(&state, x, y);
     if (fwrite(y, 1, sizeof y, stdout) != sizeof y) return 4;
   }

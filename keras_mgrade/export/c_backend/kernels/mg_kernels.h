@@ -1,79 +1,148 @@
 /* Integer kernels of the keras_mgrade C backend: TFLite Micro's reference
- * int8 semantics (double-rounding requantization), plain C99.
+ * int8 arithmetic (double-rounding requantization), in C99.
  *
- * The generator pastes the parts a model uses into the model's .c file, so
- * every function here is static: two models linked into one firmware do
- * not clash. Faster paths for Arm cores sit behind __ARM_FEATURE_DSP
- * (Cortex-M4/M7/M33: SMLAD) and __ARM_FEATURE_MVE (Cortex-M55/M85:
- * Helium); they compute the same integers.
+ * The generator pastes the sections a model uses into the model's .c file,
+ * so every function is static and two models linked into one firmware do
+ * not clash. Each kernel has a portable loop and, behind the compiler's
+ * feature macros, an Arm path: __ARM_FEATURE_SIMD32 (Cortex-M4/M7/M33:
+ * SMLAD, SXTB16) and __ARM_FEATURE_MVE (Cortex-M55/M85: Helium). All
+ * paths compute the same integers.
  *
- * Requantization, as tflite::MultiplyByQuantizedMultiplier:
- *   y = RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(x * 2^ls, m), rs)
- * with ls = max(shift, 0) and rs = max(-shift, 0).
+ * Requantization is tflite::MultiplyByQuantizedMultiplier:
+ *   RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(x * 2^left, m),
+ *                       right)
+ * For |x * 2^left| < 2^30 (checked at generation time, "fast" below)
+ * the high multiply is one SMMULR of 2x, and the rounding division
+ * (halves away from zero) is (v + (v < 0 ? -1 : 0) + 2^(e-1)) >> e.
  */
 /* @section core */
 #include <stdint.h>
 #include <stddef.h>
+#include <string.h>
 
 #if defined(__ARM_FEATURE_MVE) && (__ARM_FEATURE_MVE & 1)
 #include <arm_mve.h>
 #define MG_MVE 1
-#elif defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
-#define MG_DSP 1
+#endif
+#if defined(__ARM_FEATURE_SIMD32) && __ARM_FEATURE_SIMD32
+#include <arm_acle.h>
+#define MG_SIMD32 1
+#endif
+#if defined(__GNUC__) || defined(__clang__)
+#define MG_ALIGN4 __attribute__((aligned(4)))
+#define MG_INLINE static inline __attribute__((always_inline))
+#else
+#define MG_ALIGN4
+#define MG_INLINE static inline
 #endif
 
 /* Right shifts of negative values must be arithmetic (GCC, Clang, Arm
  * Compiler and IAR all do so); refuse to compile otherwise. */
 typedef char mg_arithmetic_shift_check[((-8 >> 1) == -4) ? 1 : -1];
 
-#define MG_MIN(a, b) ((a) < (b) ? (a) : (b))
-#define MG_MAX(a, b) ((a) > (b) ? (a) : (b))
-
-/* A requantization: multiplier and the left and right shifts. */
+/* A scalar requantization: multiplier, left and right shift. */
 typedef struct {
   int32_t mult;
   int8_t left;
   int8_t right;
 } mg_requant;
 
-static inline int8_t mg_clamp8(int32_t v, int32_t lo, int32_t hi) {
+MG_INLINE int8_t mg_clamp8(int32_t v, int32_t lo, int32_t hi) {
   return (int8_t)(v < lo ? lo : (v > hi ? hi : v));
 }
 
-/* gemmlowp SaturatingRoundingDoublingHighMul: (a * b + 2^30) >> 31. */
-static inline int32_t mg_srdhm(int32_t a, int32_t b) {
+MG_INLINE uint32_t mg_load32(const int8_t *p) {
+  uint32_t v;
+  memcpy(&v, p, 4);
+  return v;
+}
+
+#if defined(MG_SIMD32)
+/* SXTB16 of the value rotated by 8: the odd bytes, sign-extended. */
+MG_INLINE int32_t mg_sxtb16_ror8(uint32_t v) {
+  int32_t r;
+  __asm("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(v));
+  return r;
+}
+#endif
+
+/* gemmlowp SaturatingRoundingDoublingHighMul, any int32 input. */
+MG_INLINE int32_t mg_srdhm(int32_t a, int32_t b) {
   if (a == INT32_MIN && b == INT32_MIN) return INT32_MAX;
   return (int32_t)(((int64_t)a * b + ((int64_t)1 << 30)) >> 31);
 }
 
-/* gemmlowp RoundingDivideByPOT: halves away from zero. */
-static inline int32_t mg_rdbpot(int32_t x, int e) {
+/* gemmlowp RoundingDivideByPOT, any int32 input. */
+MG_INLINE int32_t mg_rdbpot(int32_t x, int e) {
   const int32_t mask = (int32_t)((1u << e) - 1u);
   const int32_t remainder = x & mask;
   const int32_t threshold = (mask >> 1) + (x < 0);
   return (x >> e) + (remainder > threshold);
 }
 
-/* tflite::MultiplyByQuantizedMultiplier for int32 x. */
-static inline int32_t mg_mbqm(int32_t x, int32_t mult, int left, int right) {
+/* tflite::MultiplyByQuantizedMultiplier, any int32 input. */
+MG_INLINE int32_t mg_mbqm(int32_t x, int32_t mult, int left, int right) {
   return mg_rdbpot(mg_srdhm((int32_t)((uint32_t)x << left), mult), right);
+}
+
+/* (a * b + 2^31) >> 32, i.e. SaturatingRoundingDoublingHighMul(a / 2, b)
+ * for even a with |a| < 2^31. */
+MG_INLINE int32_t mg_smmulr(int32_t a, int32_t b) {
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+  int32_t r;
+  __asm("smmulr %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
+  return r;
+#else
+  return (int32_t)(((int64_t)a * b + ((int64_t)1 << 31)) >> 32);
+#endif
+}
+
+/* RoundingDivideByPOT(x, e) for |x| < 2^30, e >= 0, with the sign
+ * correction `mask` (-1 when e > 0, else 0) and `round` (2^(e-1) or 0)
+ * computed once per loop. */
+MG_INLINE int32_t mg_rshift(int32_t x, int32_t mask, int32_t round, int e) {
+  return (x + ((x >> 31) & mask) + round) >> e;
+}
+
+/* v + zp saturated to int8. */
+MG_INLINE int8_t mg_sat8(int32_t v, int32_t zp) {
+#if defined(MG_SIMD32)
+  return (int8_t)__ssat(v + zp, 8);
+#else
+  return mg_clamp8(v + zp, -128, 127);
+#endif
+}
+
+/* MultiplyByQuantizedMultiplier for |x * 2^shift| < 2^30. */
+MG_INLINE int32_t mg_mbqm_fast(int32_t x, int32_t mult, int shift) {
+  int32_t v;
+  if (shift > 0) x = (int32_t)((uint32_t)x << shift);
+  v = mg_smmulr(x * 2, mult);
+  if (shift < 0) v = (v + (v >> 31) + (1 << (-shift - 1))) >> -shift;
+  return v;
 }
 /* @end */
 
 /* @section fc */
-/* FULLY_CONNECTED, per-channel int8 weights [rows][cols]. The input
- * offset is folded into `bias` at generation time:
- * bias[r] = b[r] - zp_in * sum_c w[r][c]. One accumulator, one or two
- * requantized outputs (TFLite files with two FULLY_CONNECTED ops on the
- * same input and weights differ only in the output requantization). */
+/* FULLY_CONNECTED with per-channel int8 weights. The input zero point is
+ * folded into `bias` at generation time (bias - zp_in * sum of the row).
+ * Weights are row-major, or with `blocked` in blocks of 4 rows x 16
+ * columns ([rows / 4][cols / 16][4][16]) so that every path reads them
+ * in order. One accumulator feeds one or two requantized outputs: two
+ * TFLite operators on the same input, weights and bias that differ only
+ * in output quantization (the candidate activation of MinGRU). */
 typedef struct {
   const int8_t *weights;
   const int32_t *bias;
-  const mg_requant *rq[2];
+  const int32_t *mult[2];
+  const int8_t *shift[2];
   int16_t rows;
   int16_t cols;
   int16_t batches;
   int8_t outputs;
+  int8_t blocked;
+  int8_t exact64; /* accumulators may reach 2^30: generic requantization */
+  int8_t right_only[2]; /* all shifts right (>= 1), activation = int8 range */
   int8_t out_zp[2];
   int8_t act_min[2];
   int8_t act_max[2];
@@ -82,57 +151,32 @@ typedef struct {
 
 /* @section dwconv */
 /* DEPTHWISE_CONV_2D, NHWC, batch 1, per-channel int8 weights
- * [1][kh][kw][channels]; input offset folded into `bias`
- * (only for VALID padding, where every tap reads the input). */
+ * [1][k_h][k_w][channels]. With `folded`, every tap reads the input (no
+ * padding) and the input zero point is folded into `bias`. */
 typedef struct {
   const int8_t *weights;
   const int32_t *bias;
-  const mg_requant *rq;
+  const int32_t *mult;
+  const int8_t *shift;
   int16_t in_h, in_w, in_c;
   int16_t out_h, out_w;
   int16_t k_h, k_w;
-  int8_t mult;           /* depth multiplier */
+  int16_t in_offset; /* -zp_in, used when not folded */
+  int8_t mult_depth;
   int8_t stride_h, stride_w;
   int8_t dil_h, dil_w;
   int8_t pad_top, pad_left;
-  int8_t folded;         /* 1: input offset folded into bias */
-  int16_t in_offset;     /* -zp_in, used when not folded */
+  int8_t folded;
+  int8_t window; /* one output, window = whole input: channel loop */
+  int8_t exact64;
   int8_t out_zp, act_min, act_max;
 } mg_dwconv_params;
 /* @end */
 
-/* @section add */
-/* ADD and SUB (int8, TFLite's left_shift = 20 path). Broadcasting as
- * outer x inner loops with per-input strides (0: broadcast). */
-typedef struct {
-  mg_requant rq1, rq2, rq_out;
-  int16_t off1, off2;     /* -zero points */
-  int8_t out_zp, act_min, act_max;
-  int8_t subtract;
-} mg_add_params;
-/* @end */
-
-/* @section mul */
-/* MUL (int8). */
-typedef struct {
-  mg_requant rq;
-  int16_t off1, off2;
-  int8_t out_zp, act_min, act_max;
-} mg_mul_params;
-/* @end */
-
-/* @section sqdiff */
-/* SQUARED_DIFFERENCE (int8, left_shift = 7). */
-typedef struct {
-  mg_requant rq1, rq2, rq_out;
-  int16_t off1, off2;
-  int8_t out_zp;
-} mg_sqdiff_params;
-/* @end */
-
-/* @section broadcast */
-/* The iteration space of a broadcasting elementwise op: `outer` blocks of
- * `inner` elements; each operand advances by its inner and outer stride. */
+/* @section bcast */
+/* The iteration of a broadcasting elementwise operator: `outer` blocks of
+ * `inner` elements; each operand advances by its strides (0: broadcast).
+ * Operators without broadcasting pass NULL. */
 typedef struct {
   int16_t outer, inner;
   int16_t a_inner, a_outer;
@@ -140,12 +184,52 @@ typedef struct {
 } mg_bcast;
 /* @end */
 
+/* @section add */
+/* ADD and SUB (int8, TFLite's left shift of 20), with the operands
+ * reordered at generation time: `big` is the input with the larger scale,
+ * whose rescaled value is exactly (big - zp) * 2^19 (multiplier 1/2), and
+ * raw = sign_big * that + sign_small * RoundingDivideByPOT(
+ *   SaturatingRoundingDoublingHighMul((small - zp) * 2^20, m_small), e_small).
+ * `fast`: the output shift is at least 1, zp_out * 2^e_out fits and the
+ * activation range is the whole int8 range. */
+typedef struct {
+  int32_t m_big, m_small, m_out;
+  int16_t off_big, off_small; /* -zero points */
+  int8_t e_big, e_small, e_out;
+  int8_t sign_big, sign_small;
+  int8_t out_zp, act_min, act_max;
+  int8_t fast;
+} mg_add_params;
+/* @end */
+
+/* @section mul */
+/* MUL (int8). `fast`: |(a - zp_a)(b - zp_b)| * 2^left < 2^30, the shift
+ * right is at least 1, zp_out * 2^e fits and the activation range is the
+ * whole int8 range. */
+typedef struct {
+  int32_t mult;
+  int16_t off1, off2;
+  int8_t shift; /* TFLite shift: > 0 left, < 0 right */
+  int8_t out_zp, act_min, act_max;
+  int8_t fast;
+} mg_mul_params;
+/* @end */
+
+/* @section sqdiff */
+/* SQUARED_DIFFERENCE (int8, left shift 7). */
+typedef struct {
+  mg_requant rq1, rq2, rq_out;
+  int16_t off1, off2;
+  int8_t out_zp;
+} mg_sqdiff_params;
+/* @end */
+
 /* @section mean */
-/* MEAN and SUM over `count` elements `stride` apart, for each of
+/* MEAN and SUM over `count` elements `inner` apart, for each of
  * `outer` x `inner` outputs. */
 typedef struct {
   mg_requant rq;
-  int32_t zp_sum;         /* zp_in * count */
+  int32_t zp_sum; /* zp_in * count */
   int16_t outer, count, inner;
   int8_t out_zp;
 } mg_mean_params;
