@@ -10,11 +10,12 @@ from keras_mgrade.export.c_backend.planner import plan_memory
 
 # sizeof() of the parameter structs on 32-bit Arm (arm-none-eabi-gcc).
 STRUCT_BYTES = {
-    "mg_fc_params": 32,
-    "mg_dwconv_params": 48,
+    "mg_fc_params": 40,
+    "mg_dwconv_params": 52,
     "mg_add_params": 36,
-    "mg_mul_params": 16,
-    "mg_sqdiff_params": 32,
+    "mg_mul_params": 20,
+    "mg_sqdiff_params": 36,
+    "mg_minmax_params": 12,
     "mg_bcast": 12,
     "mg_mean_params": 20,
 }
@@ -89,8 +90,10 @@ def generate(model_bytes, name="mgrade", source="model.tflite", info=None):
     if plan.scratch_bytes == 0:
         body.insert(0, "  (void)scratch;")
     sections = {"fill"}
+    flags = {"MG_EXACT": 0, "MG_FC_ROWS": 0}
     for s in plan.steps:
         sections.update(s.sections)
+        flags.update({f: 1 for f in s.features})
     steps = _steps_per_call(graph, info.get("steps_per_invoke"))
     x = graph.tensors[graph.inputs[0]]
     y = graph.tensors[graph.outputs[0]]
@@ -120,7 +123,7 @@ def generate(model_bytes, name="mgrade", source="model.tflite", info=None):
         "reset_body": "\n".join(_reset_body(graph)),
         "step_body": "\n".join(body),
         "ops": ", ".join(graph.op_names),
-        "kernels": render.kernels_source(sections),
+        "kernels": render.kernels_source(sections, flags),
     }
     # Constants last: rendering the steps registers constant tensors.
     values["consts"] = "\n\n".join(render.const_source(c) for c in ctx.consts)

@@ -5,7 +5,10 @@ emitters, with two exact rewrites first:
 
 - a chain of unary int8 operators (LOGISTIC, QUANTIZE, MINIMUM with a
   constant, MUL by a constant, RSQRT, ...) whose intermediate results have
-  no other reader becomes one 256-entry table lookup;
+  no other reader becomes one 256-entry table lookup, unless every
+  operator of the chain has a cheap run-time kernel (the arithmetic
+  operators with a constant, `x * x`): then its 256 bytes of flash are
+  saved;
 - two FULLY_CONNECTED operators on the same input, weights and bias share
   one accumulation and requantize it twice.
 """
@@ -20,6 +23,14 @@ from keras_mgrade.export.c_backend.program import Ref
 from keras_mgrade.export.c_backend.program import Step
 from keras_mgrade.export.c_backend.program import emitter_for
 from keras_mgrade.export.c_backend.program import unsupported
+
+# Operators computed at run time rather than tabulated (flash over speed).
+RUNTIME = {"ADD", "SUB", "MUL", "MINIMUM", "MAXIMUM", "SQUARED_DIFFERENCE"}
+
+
+def tabulate(chain):
+    """Whether a unary chain becomes a table (else its operators run)."""
+    return any(op.name not in RUNTIME for op, _ in chain)
 
 
 def unary_function(graph, op):
@@ -114,7 +125,7 @@ def lower(graph):
         if op.index in done:
             continue
         chain = unary_chain(graph, op)
-        if chain:
+        if chain and tabulate(chain):
             emit_table(ctx, chain)
             done.update(o.index for o, _ in chain)
             continue

@@ -183,6 +183,8 @@ def emit_fully_connected(ctx, op):
             + (" (two output quantizations)" if pad == 0 else ""),
             sections=("fc",),
             macs=rows * cols * (x.size // cols) * len(ops),
+            features=(("MG_EXACT",) if exact else ())
+            + (() if blocked is not None else ("MG_FC_ROWS",)),
         )
     )
 
@@ -272,15 +274,17 @@ def emit_depthwise_conv(ctx, op):
         "out_zp": out.zp, "act_min": lo, "act_max": hi,
     }  # fmt: skip
     params = ctx.struct("mg_dwconv_params", fields, name)
+    kind = "dwconv_window" if window else "dwconv_general"
     ctx.emit(
         Step(
-            "mg_depthwise_conv",
+            "mg_" + kind,
             [params, Ref(op.inputs[0]), Ref(op.outputs[0])],
             reads=[op.inputs[0]],
             writes=[op.outputs[0]],
             ops=[op.index],
             comment=f"DEPTHWISE_CONV_2D {k_h}x{k_w} over {in_h}x{in_w}x{in_c}",
-            sections=("dwconv",),
+            sections=("dwconv", kind),
             macs=out.shape[1] * out.shape[2] * out_c * k_h * k_w,
+            features=("MG_EXACT",) if fields["exact64"] else (),
         )
     )

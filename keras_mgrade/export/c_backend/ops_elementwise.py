@@ -214,18 +214,18 @@ def _add_fields(op, a, b, p):
             raise unsupported(op, "multiplier above one", rq)
     swapped = p["rq1"] != _HALF and p["rq2"] == _HALF
     big, small = ("2", "1") if swapped else ("1", "2")
+    if p["rq" + big] != _HALF:  # the larger scale always gives 1/2
+        raise unsupported(op, "input multipliers", (p["rq1"], p["rq2"]))
     sign_small = -1 if p["subtract"] else 1
     sign_big = 1
     if swapped and p["subtract"]:
         sign_big, sign_small = -1, 1
     full = (p["act_min"], p["act_max"]) == (-128, 127)
     fields = {
-        "m_big": p["rq" + big][0],
         "m_small": p["rq" + small][0],
         "m_out": p["rq_out"][0],
         "off_big": p["off" + big],
         "off_small": p["off" + small],
-        "e_big": p["rq" + big][2],
         "e_small": p["rq" + small][2],
         "e_out": p["rq_out"][2],
         "sign_big": sign_big,
@@ -233,11 +233,7 @@ def _add_fields(op, a, b, p):
         "out_zp": p["out_zp"],
         "act_min": p["act_min"],
         "act_max": p["act_max"],
-        "fast": int(
-            p["rq" + big] == _HALF
-            and full
-            and _fits(p["out_zp"], p["rq_out"][2])
-        ),
+        "fast": int(full and _fits(p["out_zp"], p["rq_out"][2])),
     }
     return fields, swapped
 
@@ -277,9 +273,9 @@ def emit_binary(ctx, op):
         raise unsupported(op, "tensor types", (a.dtype, b.dtype, out.dtype))
     name = f"op{op.index}"
     first, second = op.inputs[:2]
-    params = None
     if op.name in ("MINIMUM", "MAXIMUM"):
-        call, section = "mg_minmax", "minmax"
+        call, section, ctype = "mg_minmax", "minmax", "mg_minmax_params"
+        fields = {"sign": 1 if op.name == "MINIMUM" else -1}
     else:
         params_fn, _, call, section, ctype = _KINDS[op.name]
         p = params_fn(op, a, b, out)
@@ -291,18 +287,15 @@ def emit_binary(ctx, op):
             fields, swapped = _add_fields(op, a, b, p)
             if swapped:
                 first, second = second, first
-        params = ctx.struct(ctype, fields, name)
     shapes = [ctx.tensor(first).shape, ctx.tensor(second).shape]
     plain = shapes[0] == shapes[1] == out.shape
     shape = "NULL"
     if not plain:
         bc = broadcast(op, shapes[0], shapes[1], out.shape)
-        shape = ctx.struct("mg_bcast", bc, f"{name}_shape")
-    args = [shape, Ref(first), Ref(second), Ref(op.outputs[0]), out.size]
-    if params is None:
-        args.insert(0, 1 if op.name == "MINIMUM" else -1)
-    else:
-        args.insert(0, params)
+        shape = "&" + ctx.struct("mg_bcast", bc, f"{name}_shape").name
+    fields = {"ew": f"{{{shape}, {out.size}}}", **fields}
+    params = ctx.struct(ctype, fields, name)
+    args = [params, Ref(first), Ref(second), Ref(op.outputs[0])]
     ctx.emit(
         Step(
             call,
@@ -313,6 +306,7 @@ def emit_binary(ctx, op):
             comment=f"{op.name} {list(a.shape)}, {list(b.shape)}",
             sections=("bcast", section),
             elementwise=plain,
+            features=() if fields.get("fast", 1) else ("MG_EXACT",),
         )
     )
 

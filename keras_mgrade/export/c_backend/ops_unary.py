@@ -215,7 +215,7 @@ def table(function):
 
 
 def emit_unary(ctx, op):
-    """A unary operator on its own (the lowering fuses chains first)."""
+    """A unary operator that is always tabulated (see `lowering`)."""
     raise unsupported(op, "input or output type", "not int8")
 
 

@@ -106,7 +106,8 @@ class Step:
         macs: multiply-accumulates per call.
         elementwise: output element i depends only on input element i
             (so the output may overwrite a same-layout input).
-        temps: scratch bytes it needs for its own use (`Ref(-k)`).
+        features: kernel variants it needs (`"MG_EXACT"`: requantization
+            without the 2^30 bound; `"MG_FC_ROWS"`: unblocked weights).
     """
 
     call: str
@@ -118,7 +119,7 @@ class Step:
     sections: tuple = ()
     macs: int = 0
     elementwise: bool = False
-    temps: int = 0
+    features: tuple = ()
 
 
 CTYPE_BYTES = {
@@ -157,8 +158,13 @@ class Context:
         return c
 
     def struct(self, ctype, fields, name, comment=""):
+        """A parameter struct, shared with an identical earlier one."""
+        key = (ctype, tuple((k, _key(v)) for k, v in fields.items()))
+        if key in self._const_index:
+            return self._const_index[key]
         s = Struct(name, ctype, fields, comment)
         self.structs.append(s)
+        self._const_index[key] = s
         return s
 
     def alias(self, tensor, base, offset=0):
@@ -167,6 +173,10 @@ class Context:
 
     def emit(self, step):
         self.steps.append(step)
+
+
+def _key(value):
+    return value.name if isinstance(value, Const | Struct) else value
 
 
 def requant(multiplier, shift):

@@ -21,6 +21,8 @@ SECTION_ORDER = (
     "bcast",
     "fc",
     "dwconv",
+    "dwconv_window",
+    "dwconv_general",
     "add",
     "mul",
     "sqdiff",
@@ -46,10 +48,13 @@ def kernel_sections():
     return sections
 
 
-def kernels_source(needed):
-    """The kernel code for the sections `needed` (core always)."""
+def kernels_source(needed, flags=None):
+    """The kernel code for the sections `needed` (core always), after the
+    variant switches `flags` ({macro: 0 or 1})."""
     sections = kernel_sections()
-    parts = []
+    parts = [
+        "\n".join(f"#define {k} {int(v)}" for k, v in (flags or {}).items())
+    ]
     for name in SECTION_ORDER:
         if name == "core" or name in needed:
             declarations, definitions = sections[name]

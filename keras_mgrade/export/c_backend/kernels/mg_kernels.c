@@ -3,7 +3,7 @@
 #include "mg_kernels.h"
 
 /* @section copy */
-static void mg_copy(int8_t *dst, const int8_t *src, int n) {
+MG_KERNEL void mg_copy(int8_t *dst, const int8_t *src, int n) {
   int i = 0;
   if (dst == src) return;
   if (dst < src || dst >= src + n) {
@@ -20,7 +20,7 @@ static void mg_copy(int8_t *dst, const int8_t *src, int n) {
 
 /* @section gather */
 /* dst[i] = src[index[i]]: data movement with no long contiguous runs. */
-static void mg_gather(int8_t *dst, const int8_t *src, const uint16_t *index,
+MG_KERNEL void mg_gather(int8_t *dst, const int8_t *src, const uint16_t *index,
                       int n) {
   int i;
   for (i = 0; i < n; ++i) dst[i] = src[index[i]];
@@ -30,7 +30,7 @@ static void mg_gather(int8_t *dst, const int8_t *src, const uint16_t *index,
 /* @section lut */
 /* A unary int8 function (or a fused chain of them) as a table indexed by
  * the input's bit pattern: y = table[(uint8_t)x]. */
-static void mg_lut(const int8_t *table, const int8_t *x, int8_t *y, int n) {
+MG_KERNEL void mg_lut(const int8_t *table, const int8_t *x, int8_t *y, int n) {
   int i = 0;
 #if defined(MG_MVE)
   for (; i + 16 <= n; i += 16) {
@@ -43,13 +43,15 @@ static void mg_lut(const int8_t *table, const int8_t *x, int8_t *y, int n) {
 /* @end */
 
 /* @section fill */
-static void mg_fill(int8_t *dst, int8_t value, int n) {
+MG_KERNEL void mg_fill(int8_t *dst, int8_t value, int n) {
+  volatile int8_t *d = dst; /* a plain loop would become a memset call */
   int i;
-  for (i = 0; i < n; ++i) dst[i] = value;
+  for (i = 0; i < n; ++i) d[i] = value;
 }
 /* @end */
 
 /* @section fc */
+#if MG_FC_ROWS
 /* Row-major dot product of one weight row with x. */
 static int32_t mg_dot(const int8_t *w, const int8_t *x, int n) {
   int32_t acc = 0;
@@ -57,6 +59,7 @@ static int32_t mg_dot(const int8_t *w, const int8_t *x, int n) {
   for (i = 0; i < n; ++i) acc += (int32_t)w[i] * x[i];
   return acc;
 }
+#endif
 
 /* Four rows of a blocked weight matrix ([cols / 16][4][16]) times x. */
 static void mg_dot4(const int8_t *w, const int8_t *x, int cols,
@@ -130,7 +133,7 @@ MG_INLINE void mg_fc_requant(const mg_fc_params *p, int k, const int32_t *acc,
   const int32_t zp = p->out_zp[k], lo = p->act_min[k], hi = p->act_max[k];
   int i = 0;
   y += r0;
-  if (p->exact64) {
+  if (MG_EXACT && p->exact64) {
     for (; i < n; ++i) {
       const int s = shift[i];
       const int32_t v =
@@ -166,7 +169,7 @@ MG_INLINE void mg_fc_requant(const mg_fc_params *p, int k, const int32_t *acc,
   }
 }
 
-static void mg_fully_connected(const mg_fc_params *p, const int8_t *x,
+MG_KERNEL void mg_fully_connected(const mg_fc_params *p, const int8_t *x,
                                int8_t *y0, int8_t *y1) {
   int b, r, k;
   int32_t acc[4];
@@ -174,13 +177,16 @@ static void mg_fully_connected(const mg_fc_params *p, const int8_t *x,
     for (r = 0; r < p->rows; r += 4) {
       const int n = p->rows - r < 4 ? p->rows - r : 4;
       for (k = 0; k < n; ++k) acc[k] = p->bias ? p->bias[r + k] : 0;
-      if (p->blocked) {
+      if (!MG_FC_ROWS || p->blocked) {
         mg_dot4(p->weights + r * p->cols, x, p->cols, acc);
-      } else {
+      }
+#if MG_FC_ROWS
+      else {
         for (k = 0; k < n; ++k) {
           acc[k] += mg_dot(p->weights + (r + k) * p->cols, x, p->cols);
         }
       }
+#endif
       mg_fc_requant(p, 0, acc, r, n, y0);
       if (p->outputs > 1) mg_fc_requant(p, 1, acc, r, n, y1);
     }
@@ -195,15 +201,19 @@ static void mg_fully_connected(const mg_fc_params *p, const int8_t *x,
 static int8_t mg_dwconv_out(const mg_dwconv_params *p, int c, int32_t acc) {
   const int s = p->shift[c];
   const int32_t v =
-      p->exact64 ? mg_mbqm(acc, p->mult[c], s > 0 ? s : 0, s > 0 ? 0 : -s)
-                 : mg_mbqm_fast(acc, p->mult[c], s);
+      MG_EXACT && p->exact64
+          ? mg_mbqm(acc, p->mult[c], s > 0 ? s : 0, s > 0 ? 0 : -s)
+          : mg_mbqm_fast(acc, p->mult[c], s);
   return mg_clamp8(v + p->out_zp, p->act_min, p->act_max);
 }
 
+/* @end */
+
+/* @section dwconv_window */
 /* One output position whose window is the whole input (`window`: k_h ==
  * in_h, k_w == in_w, depth multiplier 1, folded): for each channel c,
  * bias[c] + sum over taps t of x[t][c] * w[t][c]. */
-static void mg_dwconv_window(const mg_dwconv_params *p, const int8_t *x,
+MG_KERNEL void mg_dwconv_window(const mg_dwconv_params *p, const int8_t *x,
                              int8_t *y) {
   const int channels = p->in_c, taps = p->k_h * p->k_w;
   int c = 0, t;
@@ -249,8 +259,11 @@ static void mg_dwconv_window(const mg_dwconv_params *p, const int8_t *x,
   }
 }
 
+/* @end */
+
+/* @section dwconv_general */
 /* The general case, in TFLite's loop order (padding taps skipped). */
-static void mg_dwconv_general(const mg_dwconv_params *p, const int8_t *x,
+MG_KERNEL void mg_dwconv_general(const mg_dwconv_params *p, const int8_t *x,
                               int8_t *y) {
   const int out_c = p->in_c * p->mult_depth;
   int oy, ox, ic, m, ky, kx;
@@ -279,12 +292,24 @@ static void mg_dwconv_general(const mg_dwconv_params *p, const int8_t *x,
   }
 }
 
-static void mg_depthwise_conv(const mg_dwconv_params *p, const int8_t *x,
-                              int8_t *y) {
-  if (p->window) {
-    mg_dwconv_window(p, x, y);
-  } else {
-    mg_dwconv_general(p, x, y);
+/* @end */
+
+/* @section bcast */
+typedef void (*mg_run)(const void *p, const int8_t *a, int sa, const int8_t *b,
+                       int sb, int8_t *y, int n);
+
+/* Runs an elementwise operator over its (possibly broadcast) shape. */
+static void mg_elementwise(const mg_ew *e, mg_run run, const int8_t *a,
+                           const int8_t *b, int8_t *y) {
+  const mg_bcast *s = e->shape;
+  int o;
+  if (s == NULL) {
+    run(e, a, 1, b, 1, y, e->n);
+    return;
+  }
+  for (o = 0; o < s->outer; ++o) {
+    run(e, a + o * s->a_outer, s->a_inner, b + o * s->b_outer, s->b_inner,
+        y + o * s->inner, s->inner);
   }
 }
 /* @end */
@@ -292,13 +317,13 @@ static void mg_depthwise_conv(const mg_dwconv_params *p, const int8_t *x,
 /* @section add */
 #define MG_ADD_CHUNK 16
 
+#if MG_EXACT
 /* The generic path: any shifts and activation range. */
 static void mg_add_exact(const mg_add_params *p, const int8_t *big, int sb,
                          const int8_t *small, int ss, int8_t *y, int n) {
   int i;
   for (i = 0; i < n; ++i, big += sb, small += ss) {
-    const int32_t vb = mg_mbqm((*big + p->off_big) * (1 << 20), p->m_big, 0,
-                               p->e_big);
+    const int32_t vb = (*big + p->off_big) * (1 << 19); /* exact */
     const int32_t vs = mg_mbqm((*small + p->off_small) * (1 << 20),
                                p->m_small, 0, p->e_small);
     const int32_t raw = p->sign_big * vb + p->sign_small * vs;
@@ -306,6 +331,7 @@ static void mg_add_exact(const mg_add_params *p, const int8_t *big, int sb,
     y[i] = mg_clamp8(v, p->act_min, p->act_max);
   }
 }
+#endif
 
 #if defined(MG_MVE)
 /* RoundingDivideByPOT on 4 lanes: `mask` is -1 for e > 0, `neg_e` = -e. */
@@ -340,8 +366,9 @@ static int mg_add_mve(const mg_add_params *p, const int8_t *big, int sb,
 
 /* n elements, operands advancing by sb and ss (0 or 1): the rescaled
  * small input for a chunk first, then the sum and the output. */
-static void mg_add_run(const mg_add_params *p, const int8_t *big, int sb,
+static void mg_add_run(const void *params, const int8_t *big, int sb,
                        const int8_t *small, int ss, int8_t *y, int n) {
+  const mg_add_params *p = (const mg_add_params *)params;
   int32_t t[MG_ADD_CHUNK];
   const int32_t ms = p->m_small, cs = p->off_small * (1 << 21);
   const int es = p->e_small;
@@ -351,10 +378,12 @@ static void mg_add_run(const mg_add_params *p, const int8_t *big, int sb,
   const int eo = p->e_out;
   const int32_t ro = (1 << (eo - 1)) + p->out_zp * (1 << eo);
   int i, j, m;
+#if MG_EXACT
   if (!p->fast) {
     mg_add_exact(p, big, sb, small, ss, y, n);
     return;
   }
+#endif
 #if defined(MG_MVE)
   i = mg_add_mve(p, big, sb, small, ss, y, n);
   big += i * sb, small += i * ss, y += i, n -= i;
@@ -374,29 +403,22 @@ static void mg_add_run(const mg_add_params *p, const int8_t *big, int sb,
   }
 }
 
-/* ADD / SUB: `s` describes broadcasting (NULL: same shapes). */
-static void mg_add(const mg_add_params *p, const mg_bcast *s,
-                   const int8_t *big, const int8_t *small, int8_t *y, int n) {
-  int o;
-  if (s == NULL) {
-    mg_add_run(p, big, 1, small, 1, y, n);
-    return;
-  }
-  for (o = 0; o < s->outer; ++o) {
-    mg_add_run(p, big + o * s->a_outer, s->a_inner, small + o * s->b_outer,
-               s->b_inner, y + o * s->inner, s->inner);
-  }
+/* ADD / SUB of the (big, small) operands. */
+MG_KERNEL void mg_add(const mg_add_params *p, const int8_t *big,
+                   const int8_t *small, int8_t *y) {
+  mg_elementwise(&p->ew, mg_add_run, big, small, y);
 }
 /* @end */
 
 /* @section mul */
-static void mg_mul_run(const mg_mul_params *p, const int8_t *a, int sa,
+static void mg_mul_run(const void *params, const int8_t *a, int sa,
                        const int8_t *b, int sb, int8_t *y, int n) {
+  const mg_mul_params *p = (const mg_mul_params *)params;
   const int32_t m = p->mult, o1 = p->off1, o2 = p->off2;
   const int left = p->shift > 0 ? p->shift : 0;
   const int e = p->shift < 0 ? -p->shift : 0;
   int i = 0;
-  if (!p->fast) {
+  if (MG_EXACT && !p->fast) {
     for (; i < n; ++i, a += sa, b += sb) {
       const int32_t v = mg_mbqm((*a + o1) * (*b + o2), m, left, e);
       y[i] = mg_clamp8(v + p->out_zp, p->act_min, p->act_max);
@@ -427,17 +449,9 @@ static void mg_mul_run(const mg_mul_params *p, const int8_t *a, int sa,
   }
 }
 
-static void mg_mul(const mg_mul_params *p, const mg_bcast *s, const int8_t *a,
-                   const int8_t *b, int8_t *y, int n) {
-  int o;
-  if (s == NULL) {
-    mg_mul_run(p, a, 1, b, 1, y, n);
-    return;
-  }
-  for (o = 0; o < s->outer; ++o) {
-    mg_mul_run(p, a + o * s->a_outer, s->a_inner, b + o * s->b_outer,
-               s->b_inner, y + o * s->inner, s->inner);
-  }
+MG_KERNEL void mg_mul(const mg_mul_params *p, const int8_t *a, const int8_t *b,
+                   int8_t *y) {
+  mg_elementwise(&p->ew, mg_mul_run, a, b, y);
 }
 /* @end */
 
@@ -453,42 +467,37 @@ static int8_t mg_sqdiff_one(const mg_sqdiff_params *p, int8_t a, int8_t b) {
   return mg_clamp8(v, -128, 127);
 }
 
-static void mg_sqdiff(const mg_sqdiff_params *p, const mg_bcast *s,
-                      const int8_t *a, const int8_t *b, int8_t *y, int n) {
-  int o, i;
-  if (s == NULL) {
-    for (i = 0; i < n; ++i) y[i] = mg_sqdiff_one(p, a[i], b[i]);
-    return;
-  }
-  for (o = 0; o < s->outer; ++o) {
-    const int8_t *pa = a + o * s->a_outer, *pb = b + o * s->b_outer;
-    for (i = 0; i < s->inner; ++i) {
-      *y++ = mg_sqdiff_one(p, pa[i * s->a_inner], pb[i * s->b_inner]);
-    }
-  }
+static void mg_sqdiff_run(const void *params, const int8_t *a, int sa,
+                          const int8_t *b, int sb, int8_t *y, int n) {
+  const mg_sqdiff_params *p = (const mg_sqdiff_params *)params;
+  int i;
+  for (i = 0; i < n; ++i, a += sa, b += sb) y[i] = mg_sqdiff_one(p, *a, *b);
+}
+
+MG_KERNEL void mg_sqdiff(const mg_sqdiff_params *p, const int8_t *a,
+                      const int8_t *b, int8_t *y) {
+  mg_elementwise(&p->ew, mg_sqdiff_run, a, b, y);
 }
 /* @end */
 
 /* @section minmax */
-/* MINIMUM (sign 1) and MAXIMUM (sign -1) on raw int8 values. */
-static void mg_minmax(int sign, const mg_bcast *s, const int8_t *a,
-                      const int8_t *b, int8_t *y, int n) {
-  int o, i;
-  const int outer = s ? s->outer : 1, inner = s ? s->inner : n;
-  for (o = 0; o < outer; ++o) {
-    const int8_t *pa = a + (s ? o * s->a_outer : 0);
-    const int8_t *pb = b + (s ? o * s->b_outer : 0);
-    const int sa = s ? s->a_inner : 1, sb = s ? s->b_inner : 1;
-    for (i = 0; i < inner; ++i) {
-      const int8_t va = pa[i * sa], vb = pb[i * sb];
-      *y++ = (sign * va <= sign * vb) ? va : vb;
-    }
+static void mg_minmax_run(const void *params, const int8_t *a, int sa,
+                          const int8_t *b, int sb, int8_t *y, int n) {
+  const int sign = ((const mg_minmax_params *)params)->sign;
+  int i;
+  for (i = 0; i < n; ++i, a += sa, b += sb) {
+    y[i] = (sign * *a <= sign * *b) ? *a : *b;
   }
+}
+
+MG_KERNEL void mg_minmax(const mg_minmax_params *p, const int8_t *a,
+                      const int8_t *b, int8_t *y) {
+  mg_elementwise(&p->ew, mg_minmax_run, a, b, y);
 }
 /* @end */
 
 /* @section mean */
-static void mg_reduce(const mg_mean_params *p, const int8_t *x, int8_t *y) {
+MG_KERNEL void mg_reduce(const mg_mean_params *p, const int8_t *x, int8_t *y) {
   int o, i, k;
   for (o = 0; o < p->outer; ++o) {
     for (i = 0; i < p->inner; ++i) {

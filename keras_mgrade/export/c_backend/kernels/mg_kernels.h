@@ -31,9 +31,20 @@
 #if defined(__GNUC__) || defined(__clang__)
 #define MG_ALIGN4 __attribute__((aligned(4)))
 #define MG_INLINE static inline __attribute__((always_inline))
+#define MG_KERNEL static __attribute__((noinline))
 #else
 #define MG_ALIGN4
 #define MG_INLINE static inline
+#define MG_KERNEL static
+#endif
+
+/* Kernel variants: a generated model defines these to 0 when none of its
+ * operators needs them (the code is then left out). */
+#ifndef MG_EXACT
+#define MG_EXACT 1 /* requantization without the 2^30 bound */
+#endif
+#ifndef MG_FC_ROWS
+#define MG_FC_ROWS 1 /* FULLY_CONNECTED weights not in 4 x 16 blocks */
 #endif
 
 /* Right shifts of negative values must be arithmetic (GCC, Clang, Arm
@@ -175,13 +186,19 @@ typedef struct {
 
 /* @section bcast */
 /* The iteration of a broadcasting elementwise operator: `outer` blocks of
- * `inner` elements; each operand advances by its strides (0: broadcast).
- * Operators without broadcasting pass NULL. */
+ * `inner` elements; each operand advances by its strides (0: broadcast). */
 typedef struct {
   int16_t outer, inner;
   int16_t a_inner, a_outer;
   int16_t b_inner, b_outer;
 } mg_bcast;
+
+/* First member of every elementwise operator's parameters: the element
+ * count and, for broadcasting operators, the iteration (else NULL). */
+typedef struct {
+  const mg_bcast *shape;
+  int16_t n;
+} mg_ew;
 /* @end */
 
 /* @section add */
@@ -193,9 +210,10 @@ typedef struct {
  * `fast`: the output shift is at least 1, zp_out * 2^e_out fits and the
  * activation range is the whole int8 range. */
 typedef struct {
-  int32_t m_big, m_small, m_out;
+  mg_ew ew;
+  int32_t m_small, m_out;
   int16_t off_big, off_small; /* -zero points */
-  int8_t e_big, e_small, e_out;
+  int8_t e_small, e_out;
   int8_t sign_big, sign_small;
   int8_t out_zp, act_min, act_max;
   int8_t fast;
@@ -207,6 +225,7 @@ typedef struct {
  * right is at least 1, zp_out * 2^e fits and the activation range is the
  * whole int8 range. */
 typedef struct {
+  mg_ew ew;
   int32_t mult;
   int16_t off1, off2;
   int8_t shift; /* TFLite shift: > 0 left, < 0 right */
@@ -218,10 +237,19 @@ typedef struct {
 /* @section sqdiff */
 /* SQUARED_DIFFERENCE (int8, left shift 7). */
 typedef struct {
+  mg_ew ew;
   mg_requant rq1, rq2, rq_out;
   int16_t off1, off2;
   int8_t out_zp;
 } mg_sqdiff_params;
+/* @end */
+
+/* @section minmax */
+/* MINIMUM (sign 1) and MAXIMUM (sign -1) of raw int8 values. */
+typedef struct {
+  mg_ew ew;
+  int8_t sign;
+} mg_minmax_params;
 /* @end */
 
 /* @section mean */
