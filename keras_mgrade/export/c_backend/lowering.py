@@ -92,14 +92,20 @@ def emit_table(ctx, chain):
     )
 
 
+def _bias_key(graph, op):
+    if len(op.inputs) < 3 or op.inputs[2] < 0:
+        return None
+    return graph.tensors[op.inputs[2]].data.tobytes()
+
+
 def fc_partners(graph):
     """{first op index: second op} for FULLY_CONNECTED pairs that share
-    input, weights and bias."""
+    input, weights and bias values."""
     seen, partners = {}, {}
     for op in graph.operators:
         if op.name != "FULLY_CONNECTED":
             continue
-        key = (op.inputs[0], op.inputs[1], tuple(op.inputs[2:]))
+        key = (op.inputs[0], op.inputs[1], _bias_key(graph, op))
         first = seen.get(key)
         if first is None or first.index in partners:
             seen[key] = op

@@ -89,13 +89,19 @@ def needs_exact64(bias, rows, shifts):
 
 
 def blocked_weights(weights):
-    """[rows][cols] -> blocks of 4 rows x 16 columns, or None when the
-    shape does not divide."""
+    """[rows][cols] -> per group of 4 rows, blocks of 16 columns
+    ([4][16] each), then the last `cols % 16` columns ([4][tail]); None
+    when rows is not a multiple of 4."""
     rows, cols = weights.shape
-    if rows % 4 or cols % 16:
+    if rows % 4:
         return None
-    blocks = weights.reshape(rows // 4, 4, cols // 16, 16)
-    return blocks.transpose(0, 2, 1, 3).reshape(-1)
+    full = cols - cols % 16
+    parts = []
+    for group in weights.reshape(rows // 4, 4, cols):
+        for c in range(0, full, 16):
+            parts.append(group[:, c : c + 16].reshape(-1))
+        parts.append(group[:, full:].reshape(-1))
+    return np.concatenate(parts)
 
 
 def _folded_bias(op, bias, weights_rows, in_zp):
@@ -132,7 +138,7 @@ def emit_fully_connected(ctx, op):
         "int8_t",
         w.data.reshape(-1) if blocked is None else blocked,
         f"{name}_weights",
-        f"{rows} x {cols}" + ("" if blocked is None else ", 4 x 16 blocks"),
+        f"{rows} x {cols}" + ("" if blocked is None else ", 4-row blocks"),
     )
     folded = None
     if b is not None or x.zp != 0:

@@ -7,6 +7,9 @@ MG_KERNEL void mg_copy(int8_t *dst, const int8_t *src, int n) {
   int i = 0;
   if (dst == src) return;
   if (dst < src || dst >= src + n) {
+#if defined(MG_MVE)
+    for (; i + 16 <= n; i += 16) vst1q_s8(dst + i, vld1q_s8(src + i));
+#endif
     for (; i + 4 <= n; i += 4) {
       const uint32_t v = mg_load32(src + i);
       memcpy(dst + i, &v, 4);
@@ -51,144 +54,184 @@ MG_KERNEL void mg_fill(int8_t *dst, int8_t value, int n) {
 /* @end */
 
 /* @section fc */
-#if MG_FC_ROWS
-/* Row-major dot product of one weight row with x. */
-static int32_t mg_dot(const int8_t *w, const int8_t *x, int n) {
-  int32_t acc = 0;
-  int i;
-  for (i = 0; i < n; ++i) acc += (int32_t)w[i] * x[i];
-  return acc;
+#if defined(MG_SIMD32) && !defined(MG_MVE)
+/* 4 rows x 4 columns: x unpacked once (even and odd bytes), then per row
+ * one load, two SXTB16 and two SMLAD. In assembly, since the compiler's
+ * scheduling of the unrolled loop spills registers. */
+#define MG_DOT4X4(J)                                   \
+  "ldr %[xh], [%[x], #" #J "]\n\t"                      \
+  "sxtb16 %[xl], %[xh]\n\t"                             \
+  "sxtb16 %[xh], %[xh], ror #8\n\t"                     \
+  "ldr %[t], [%[w], #" #J "]\n\t"                       \
+  "sxtb16 %[u], %[t]\n\t"                               \
+  "smlad %[a0], %[u], %[xl], %[a0]\n\t"                 \
+  "sxtb16 %[t], %[t], ror #8\n\t"                       \
+  "smlad %[a0], %[t], %[xh], %[a0]\n\t"                 \
+  "ldr %[t], [%[w], #16+" #J "]\n\t"                    \
+  "sxtb16 %[u], %[t]\n\t"                               \
+  "smlad %[a1], %[u], %[xl], %[a1]\n\t"                 \
+  "sxtb16 %[t], %[t], ror #8\n\t"                       \
+  "smlad %[a1], %[t], %[xh], %[a1]\n\t"                 \
+  "ldr %[t], [%[w], #32+" #J "]\n\t"                    \
+  "sxtb16 %[u], %[t]\n\t"                               \
+  "smlad %[a2], %[u], %[xl], %[a2]\n\t"                 \
+  "sxtb16 %[t], %[t], ror #8\n\t"                       \
+  "smlad %[a2], %[t], %[xh], %[a2]\n\t"                 \
+  "ldr %[t], [%[w], #48+" #J "]\n\t"                    \
+  "sxtb16 %[u], %[t]\n\t"                               \
+  "smlad %[a3], %[u], %[xl], %[a3]\n\t"                 \
+  "sxtb16 %[t], %[t], ror #8\n\t"                       \
+  "smlad %[a3], %[t], %[xh], %[a3]\n\t"
+#endif
+
+/* Requantization with a right shift (shift < 0) to the whole int8 range. */
+MG_INLINE int8_t mg_rq_right(int32_t acc, int32_t m, int shift, int32_t zp) {
+  const int32_t v = mg_smmulr(acc * 2, m);
+  return mg_sat8((v + (v >> 31) + (1 << (-shift - 1))) >> -shift, zp);
+}
+
+MG_INLINE int8_t mg_fc_out(const mg_fc_params *p, int k, int r, int32_t acc) {
+  const int32_t m = p->mult[k][r];
+  const int s = p->shift[k][r];
+  int32_t v;
+#if MG_EXACT
+  if (p->exact64) {
+    v = mg_mbqm(acc, m, s > 0 ? s : 0, s > 0 ? 0 : -s) + p->out_zp[k];
+    return mg_clamp8(v, p->act_min[k], p->act_max[k]);
+  }
+#endif
+  if (p->right_only[k]) return mg_rq_right(acc, m, s, p->out_zp[k]);
+  v = mg_mbqm_fast(acc, m, s) + p->out_zp[k];
+  return mg_clamp8(v, p->act_min[k], p->act_max[k]);
+}
+
+#if defined(MG_MVE)
+/* Four rows requantized at once (fast path). */
+MG_INLINE void mg_fc_out4(const mg_fc_params *p, int k, int r, int32x4_t acc,
+                          int8_t *y) {
+  const int32x4_t s = vldrbq_s32(p->shift[k] + r);
+  const int32x4_t neg_right = vminq_s32(s, vdupq_n_s32(0));
+  int32x4_t v = vshlq_s32(acc, vmaxq_s32(s, vdupq_n_s32(0)));
+  v = vqrdmulhq_s32(v, vld1q_s32(p->mult[k] + r));
+  v = vaddq_s32(v, vandq_s32(vshrq_n_s32(v, 31), vshrq_n_s32(neg_right, 31)));
+  v = vaddq_n_s32(vrshlq_s32(v, neg_right), p->out_zp[k]);
+  v = vmaxq_s32(vminq_s32(v, vdupq_n_s32(p->act_max[k])),
+                vdupq_n_s32(p->act_min[k]));
+  vstrbq_s32(y + r, v);
 }
 #endif
 
-/* Four rows of a blocked weight matrix ([cols / 16][4][16]) times x. */
-static void mg_dot4(const int8_t *w, const int8_t *x, int cols,
-                    int32_t *acc) {
-  int c;
+/* Blocked weights: 4 rows at a time over 16-column blocks, then the
+ * remaining columns. */
+static void mg_fc_blocked(const mg_fc_params *p, const int8_t *x, int8_t *y0,
+                          int8_t *y1) {
+  const int8_t *w = p->weights;
+  const int full = p->cols & ~15, tail = p->cols & 15;
+  int r, c, k;
+  for (r = 0; r < p->rows; r += 4) {
+    int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+    if (p->bias) {
+      a0 = p->bias[r], a1 = p->bias[r + 1];
+      a2 = p->bias[r + 2], a3 = p->bias[r + 3];
+    }
+    for (c = 0; c < full; c += 16, w += 64) {
 #if defined(MG_MVE)
-  int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
-  for (c = 0; c < cols; c += 16, w += 64) {
-    const int8x16_t xv = vld1q_s8(x + c);
-    a0 = vmladavaq_s8(a0, vld1q_s8(w), xv);
-    a1 = vmladavaq_s8(a1, vld1q_s8(w + 16), xv);
-    a2 = vmladavaq_s8(a2, vld1q_s8(w + 32), xv);
-    a3 = vmladavaq_s8(a3, vld1q_s8(w + 48), xv);
-  }
-  acc[0] = a0, acc[1] = a1, acc[2] = a2, acc[3] = a3;
+      const int8x16_t xv = vld1q_s8(x + c);
+      a0 = vmladavaq_s8(a0, vld1q_s8(w), xv);
+      a1 = vmladavaq_s8(a1, vld1q_s8(w + 16), xv);
+      a2 = vmladavaq_s8(a2, vld1q_s8(w + 32), xv);
+      a3 = vmladavaq_s8(a3, vld1q_s8(w + 48), xv);
 #elif defined(MG_SIMD32)
-  /* Per 4 columns: x unpacked once (SXTB16 of the even and odd bytes),
-   * then for each row one load, two SXTB16 and two dual MACs (SMLAD).
-   * Written in assembly: the compiler's scheduling spills registers. */
-  int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
-  for (c = 0; c < cols; c += 16, w += 64) {
-    int j;
-    for (j = 0; j < 16; j += 4) {
       uint32_t xl, xh, t, u;
-      __asm(
-          "ldr %[xh], [%[x]]\n\t"
-          "sxtb16 %[xl], %[xh]\n\t"
-          "sxtb16 %[xh], %[xh], ror #8\n\t"
-          "ldr %[t], [%[w]]\n\t"
-          "sxtb16 %[u], %[t]\n\t"
-          "smlad %[a0], %[u], %[xl], %[a0]\n\t"
-          "sxtb16 %[t], %[t], ror #8\n\t"
-          "smlad %[a0], %[t], %[xh], %[a0]\n\t"
-          "ldr %[t], [%[w], #16]\n\t"
-          "sxtb16 %[u], %[t]\n\t"
-          "smlad %[a1], %[u], %[xl], %[a1]\n\t"
-          "sxtb16 %[t], %[t], ror #8\n\t"
-          "smlad %[a1], %[t], %[xh], %[a1]\n\t"
-          "ldr %[t], [%[w], #32]\n\t"
-          "sxtb16 %[u], %[t]\n\t"
-          "smlad %[a2], %[u], %[xl], %[a2]\n\t"
-          "sxtb16 %[t], %[t], ror #8\n\t"
-          "smlad %[a2], %[t], %[xh], %[a2]\n\t"
-          "ldr %[t], [%[w], #48]\n\t"
-          "sxtb16 %[u], %[t]\n\t"
-          "smlad %[a3], %[u], %[xl], %[a3]\n\t"
-          "sxtb16 %[t], %[t], ror #8\n\t"
-          "smlad %[a3], %[t], %[xh], %[a3]"
-          : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3),
-            [xl] "=&r"(xl), [xh] "=&r"(xh), [t] "=&r"(t), [u] "=&r"(u)
-          : [x] "r"(x + c + j), [w] "r"(w + j)
-          : "memory");
-    }
-  }
-  acc[0] = a0, acc[1] = a1, acc[2] = a2, acc[3] = a3;
+      __asm(MG_DOT4X4(0) MG_DOT4X4(4) MG_DOT4X4(8) MG_DOT4X4(12)
+            : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3),
+              [xl] "=&r"(xl), [xh] "=&r"(xh), [t] "=&r"(t), [u] "=&r"(u)
+            : [x] "r"(x + c), [w] "r"(w)
+            : "memory");
 #else
-  int k, j;
-  for (c = 0; c < cols; c += 16, w += 64) {
-    for (k = 0; k < 4; ++k) {
-      for (j = 0; j < 16; ++j) acc[k] += (int32_t)w[16 * k + j] * x[c + j];
+      int j;
+      for (j = 0; j < 16; ++j) {
+        a0 += (int32_t)w[j] * x[c + j];
+        a1 += (int32_t)w[16 + j] * x[c + j];
+        a2 += (int32_t)w[32 + j] * x[c + j];
+        a3 += (int32_t)w[48 + j] * x[c + j];
+      }
+#endif
+    }
+    if (tail) { /* the last cols % 16 columns: [4][tail] */
+#if defined(MG_MVE)
+      const mve_pred16_t q = vctp8q((uint32_t)tail);
+      const int8x16_t xv = vld1q_z_s8(x + full, q);
+      a0 = vmladavaq_p_s8(a0, vld1q_z_s8(w, q), xv, q);
+      a1 = vmladavaq_p_s8(a1, vld1q_z_s8(w + tail, q), xv, q);
+      a2 = vmladavaq_p_s8(a2, vld1q_z_s8(w + 2 * tail, q), xv, q);
+      a3 = vmladavaq_p_s8(a3, vld1q_z_s8(w + 3 * tail, q), xv, q);
+#else
+      int j;
+      for (j = 0; j < tail; ++j) {
+        const int32_t v = x[full + j];
+        a0 += w[j] * v;
+        a1 += w[tail + j] * v;
+        a2 += w[2 * tail + j] * v;
+        a3 += w[3 * tail + j] * v;
+      }
+#endif
+      w += 4 * tail;
+    }
+    for (k = 0; k < p->outputs; ++k) {
+      int8_t *y = (k ? y1 : y0) + r;
+#if defined(MG_MVE)
+      if (!(MG_EXACT && p->exact64)) {
+        int32x4_t acc = vdupq_n_s32(a0);
+        acc = vsetq_lane_s32(a1, acc, 1);
+        acc = vsetq_lane_s32(a2, acc, 2);
+        acc = vsetq_lane_s32(a3, acc, 3);
+        mg_fc_out4(p, k, r, acc, y - r);
+        continue;
+      }
+#endif
+      if (p->right_only[k] && !(MG_EXACT && p->exact64)) {
+        const int32_t *m = p->mult[k] + r, zp = p->out_zp[k];
+        const int8_t *sh = p->shift[k] + r;
+        y[0] = mg_rq_right(a0, m[0], sh[0], zp);
+        y[1] = mg_rq_right(a1, m[1], sh[1], zp);
+        y[2] = mg_rq_right(a2, m[2], sh[2], zp);
+        y[3] = mg_rq_right(a3, m[3], sh[3], zp);
+        continue;
+      }
+      y[0] = mg_fc_out(p, k, r, a0);
+      y[1] = mg_fc_out(p, k, r + 1, a1);
+      y[2] = mg_fc_out(p, k, r + 2, a2);
+      y[3] = mg_fc_out(p, k, r + 3, a3);
     }
   }
-#endif
 }
 
-/* Requantizes n accumulators (rows r0...) into output k. */
-MG_INLINE void mg_fc_requant(const mg_fc_params *p, int k, const int32_t *acc,
-                             int r0, int n, int8_t *y) {
-  const int32_t *mult = p->mult[k] + r0;
-  const int8_t *shift = p->shift[k] + r0;
-  const int32_t zp = p->out_zp[k], lo = p->act_min[k], hi = p->act_max[k];
-  int i = 0;
-  y += r0;
-  if (MG_EXACT && p->exact64) {
-    for (; i < n; ++i) {
-      const int s = shift[i];
-      const int32_t v =
-          mg_mbqm(acc[i], mult[i], s > 0 ? s : 0, s > 0 ? 0 : -s);
-      y[i] = mg_clamp8(v + zp, lo, hi);
-    }
-    return;
-  }
-#if defined(MG_MVE)
-  if (n == 4) {
-    const int32x4_t s = vldrbq_s32(shift);
-    const int32x4_t neg_right = vminq_s32(s, vdupq_n_s32(0));
-    int32x4_t v = vshlq_s32(vld1q_s32(acc), vmaxq_s32(s, vdupq_n_s32(0)));
-    v = vqrdmulhq_s32(v, vld1q_s32(mult));
-    v = vaddq_s32(v, vandq_s32(vshrq_n_s32(v, 31), vshrq_n_s32(neg_right, 31)));
-    v = vaddq_n_s32(vrshlq_s32(v, neg_right), zp);
-    v = vmaxq_s32(vminq_s32(v, vdupq_n_s32(hi)), vdupq_n_s32(lo));
-    vstrbq_s32(y, v);
-    return;
-  }
-#endif
-  if (p->right_only[k]) {
-    /* Right shifts only (e >= 1) and the whole int8 range. */
-    for (; i < n; ++i) {
-      const int e = -shift[i];
-      const int32_t v = mg_smmulr(acc[i] * 2, mult[i]);
-      y[i] = mg_sat8((v + (v >> 31) + ((1 << e) >> 1)) >> e, zp);
-    }
-    return;
-  }
-  for (; i < n; ++i) {
-    y[i] = mg_clamp8(mg_mbqm_fast(acc[i], mult[i], shift[i]) + zp, lo, hi);
+#if MG_FC_ROWS
+/* Row-major weights, one row at a time. */
+static void mg_fc_rows(const mg_fc_params *p, const int8_t *x, int8_t *y0,
+                       int8_t *y1) {
+  const int8_t *w = p->weights;
+  int r, c, k;
+  for (r = 0; r < p->rows; ++r, w += p->cols) {
+    int32_t acc = p->bias ? p->bias[r] : 0;
+    for (c = 0; c < p->cols; ++c) acc += (int32_t)w[c] * x[c];
+    for (k = 0; k < p->outputs; ++k) (k ? y1 : y0)[r] = mg_fc_out(p, k, r, acc);
   }
 }
+#endif
 
 MG_KERNEL void mg_fully_connected(const mg_fc_params *p, const int8_t *x,
-                               int8_t *y0, int8_t *y1) {
-  int b, r, k;
-  int32_t acc[4];
+                                  int8_t *y0, int8_t *y1) {
+  int b;
   for (b = 0; b < p->batches; ++b) {
-    for (r = 0; r < p->rows; r += 4) {
-      const int n = p->rows - r < 4 ? p->rows - r : 4;
-      for (k = 0; k < n; ++k) acc[k] = p->bias ? p->bias[r + k] : 0;
-      if (!MG_FC_ROWS || p->blocked) {
-        mg_dot4(p->weights + r * p->cols, x, p->cols, acc);
-      }
 #if MG_FC_ROWS
-      else {
-        for (k = 0; k < n; ++k) {
-          acc[k] += mg_dot(p->weights + (r + k) * p->cols, x, p->cols);
-        }
-      }
+    if (!p->blocked) {
+      mg_fc_rows(p, x, y0, y1);
+    } else
 #endif
-      mg_fc_requant(p, 0, acc, r, n, y0);
-      if (p->outputs > 1) mg_fc_requant(p, 1, acc, r, n, y1);
+    {
+      mg_fc_blocked(p, x, y0, y1);
     }
     x += p->cols;
     y0 += p->rows;
@@ -224,6 +267,18 @@ MG_KERNEL void mg_dwconv_window(const mg_dwconv_params *p, const int8_t *x,
       const int32x4_t xv = vldrbq_s32(x + t * channels + c);
       const int32x4_t wv = vldrbq_s32(p->weights + t * channels + c);
       a = vaddq_s32(a, vmulq_s32(xv, wv));
+    }
+    if (!(MG_EXACT && p->exact64)) {
+      const int32x4_t s = vldrbq_s32(p->shift + c);
+      const int32x4_t neg_right = vminq_s32(s, vdupq_n_s32(0));
+      int32x4_t v = vshlq_s32(a, vmaxq_s32(s, vdupq_n_s32(0)));
+      v = vqrdmulhq_s32(v, vld1q_s32(p->mult + c));
+      v = vaddq_s32(v, vandq_s32(vshrq_n_s32(v, 31), vshrq_n_s32(neg_right, 31)));
+      v = vaddq_n_s32(vrshlq_s32(v, neg_right), p->out_zp);
+      v = vmaxq_s32(vminq_s32(v, vdupq_n_s32(p->act_max)),
+                    vdupq_n_s32(p->act_min));
+      vstrbq_s32(y + c, v);
+      continue;
     }
     y[c] = mg_dwconv_out(p, c, vgetq_lane_s32(a, 0));
     y[c + 1] = mg_dwconv_out(p, c + 1, vgetq_lane_s32(a, 1));
@@ -315,7 +370,7 @@ static void mg_elementwise(const mg_ew *e, mg_run run, const int8_t *a,
 /* @end */
 
 /* @section add */
-#define MG_ADD_CHUNK 16
+#define MG_ADD_CHUNK 32
 
 #if MG_EXACT
 /* The generic path: any shifts and activation range. */
@@ -334,33 +389,46 @@ static void mg_add_exact(const mg_add_params *p, const int8_t *big, int sb,
 #endif
 
 #if defined(MG_MVE)
-/* RoundingDivideByPOT on 4 lanes: `mask` is -1 for e > 0, `neg_e` = -e. */
-MG_INLINE int32x4_t mg_rdbpot_q(int32x4_t v, int32_t mask, int32x4_t neg_e) {
-  v = vaddq_s32(v, vandq_s32(vshrq_n_s32(v, 31), vdupq_n_s32(mask)));
-  return vrshlq_s32(v, neg_e);
+/* Saturation to [-128, 127]. */
+MG_INLINE int32x4_t mg_sat8_q(int32x4_t v) {
+  return vshrq_n_s32(vqshlq_n_s32(v, 24), 24);
 }
 
+/* ADD/SUB on 4 lanes at a time. Parameters are read into locals first:
+ * int8_t stores may alias the parameter struct. */
 static int mg_add_mve(const mg_add_params *p, const int8_t *big, int sb,
                       const int8_t *small, int ss, int8_t *y, int n) {
-  const int32x4_t neg_es = vdupq_n_s32(-p->e_small);
-  const int32x4_t neg_eo = vdupq_n_s32(-p->e_out);
-  const int32_t ks = p->e_small ? -1 : 0;
   const int32_t kb = p->sign_big * (1 << 19), cb = kb * p->off_big;
-  const int32_t cs = p->off_small * (1 << 20);
+  const int32_t cs = p->off_small * (1 << 20), ms = p->m_small;
+  const int32_t es = p->e_small, ks = es > 0, sign = p->sign_small;
+  const int32_t mo = p->m_out, eo = p->e_out, zp = p->out_zp;
+  int32x4_t s0 = vdupq_n_s32(*small);
   int i = 0;
+#define MG_ADD_SMALL_Q(v)                                              \
+  v = vqrdmulhq_n_s32(vaddq_n_s32(vshlq_n_s32(v, 20), cs), ms);         \
+  v = vrshlq_n_s32(vmlaq_n_s32(v, vshrq_n_s32(v, 31), ks), -es)
+#define MG_ADD_OUT_Q(v, b)                                             \
+  v = vmlaq_n_s32(vaddq_n_s32(vmulq_n_s32(b, kb), cb), v, sign);       \
+  v = vqrdmulhq_n_s32(v, mo);                                          \
+  v = vrshlq_n_s32(vaddq_s32(v, vshrq_n_s32(v, 31)), -eo);             \
+  vstrbq_s32(y + i, mg_sat8_q(vaddq_n_s32(v, zp)))
+  if (sb != 1) return 0; /* a broadcast big operand: scalar code */
+  if (ss) {
+    for (; i + 4 <= n; i += 4) {
+      int32x4_t v = vldrbq_s32(small + i);
+      MG_ADD_SMALL_Q(v);
+      MG_ADD_OUT_Q(v, vldrbq_s32(big + i));
+    }
+    return i;
+  }
+  MG_ADD_SMALL_Q(s0);
   for (; i + 4 <= n; i += 4) {
-    const int32x4_t b = sb ? vldrbq_s32(big + i) : vdupq_n_s32(*big);
-    const int32x4_t s = ss ? vldrbq_s32(small + i) : vdupq_n_s32(*small);
-    int32x4_t v = vaddq_n_s32(vshlq_n_s32(s, 20), cs);
-    v = mg_rdbpot_q(vqrdmulhq_n_s32(v, p->m_small), ks, neg_es);
-    v = p->sign_small > 0 ? v : vnegq_s32(v);
-    v = vaddq_s32(v, vaddq_n_s32(vmulq_n_s32(b, kb), cb));
-    v = mg_rdbpot_q(vqrdmulhq_n_s32(v, p->m_out), -1, neg_eo);
-    v = vaddq_n_s32(v, p->out_zp);
-    v = vmaxq_s32(vminq_s32(v, vdupq_n_s32(127)), vdupq_n_s32(-128));
-    vstrbq_s32(y + i, v);
+    int32x4_t v = s0;
+    MG_ADD_OUT_Q(v, vldrbq_s32(big + i));
   }
   return i;
+#undef MG_ADD_SMALL_Q
+#undef MG_ADD_OUT_Q
 }
 #endif
 
@@ -373,11 +441,11 @@ static void mg_add_run(const void *params, const int8_t *big, int sb,
   const int32_t ms = p->m_small, cs = p->off_small * (1 << 21);
   const int es = p->e_small;
   const int32_t ks = es ? -1 : 0, rs = es ? 1 << (es - 1) : 0;
-  const int32_t kb = p->sign_big * (1 << 20), cb = kb * p->off_big;
-  const int32_t mo = p->m_out;
+  const int32_t kb = p->sign_big * (1 << 20), mo = p->m_out;
+  int32_t cb = kb * p->off_big;
   const int eo = p->e_out;
   const int32_t ro = (1 << (eo - 1)) + p->out_zp * (1 << eo);
-  int i, j, m;
+  int i = 0, j, m;
 #if MG_EXACT
   if (!p->fast) {
     mg_add_exact(p, big, sb, small, ss, y, n);
@@ -386,9 +454,20 @@ static void mg_add_run(const void *params, const int8_t *big, int sb,
 #endif
 #if defined(MG_MVE)
   i = mg_add_mve(p, big, sb, small, ss, y, n);
-  big += i * sb, small += i * ss, y += i, n -= i;
+  if (i == n) return;
+  big += i * sb, small += i * ss;
 #endif
-  for (i = 0; i < n; i += MG_ADD_CHUNK) {
+  if (ss == 0) { /* a broadcast small operand: rescaled once */
+    const int32_t v = mg_rshift(mg_smmulr(*small * (1 << 21) + cs, ms), ks,
+                                rs, es);
+    cb += p->sign_small > 0 ? 2 * v : -2 * v;
+    for (; i < n; ++i, big += sb) {
+      const int32_t w = mg_smmulr(*big * kb + cb, mo);
+      y[i] = mg_sat8((w + (w >> 31) + ro) >> eo, 0);
+    }
+    return;
+  }
+  for (; i < n; i += MG_ADD_CHUNK) {
     m = n - i < MG_ADD_CHUNK ? n - i : MG_ADD_CHUNK;
     for (j = 0; j < m; ++j, small += ss) {
       const int32_t v = mg_rshift(mg_smmulr(*small * (1 << 21) + cs, ms), ks,
@@ -396,9 +475,8 @@ static void mg_add_run(const void *params, const int8_t *big, int sb,
       t[j] = p->sign_small > 0 ? 2 * v : -2 * v;
     }
     for (j = 0; j < m; ++j, big += sb) {
-      const int32_t raw2 = *big * kb + cb + t[j];
-      const int32_t v = mg_smmulr(raw2, mo);
-      y[i + j] = mg_clamp8((v + (v >> 31) + ro) >> eo, -128, 127);
+      const int32_t v = mg_smmulr(*big * kb + cb + t[j], mo);
+      y[i + j] = mg_sat8((v + (v >> 31) + ro) >> eo, 0);
     }
   }
 }
@@ -429,22 +507,23 @@ static void mg_mul_run(const void *params, const int8_t *a, int sa,
     const int32_t r = (1 << (e - 1)) + p->out_zp * (1 << e);
     const int l1 = left + 1;
 #if defined(MG_MVE)
-    const int32x4_t neg_e = vdupq_n_s32(-e);
-    for (; i + 4 <= n; i += 4) {
-      const int32x4_t va = sa ? vldrbq_s32(a + i) : vdupq_n_s32(*a);
-      const int32x4_t vb = sb ? vldrbq_s32(b + i) : vdupq_n_s32(*b);
-      int32x4_t v = vmulq_s32(vaddq_n_s32(va, o1), vaddq_n_s32(vb, o2));
-      v = vqrdmulhq_n_s32(vshlq_s32(v, vdupq_n_s32(left)), m);
-      v = vaddq_s32(v, vshrq_n_s32(v, 31));
-      v = vshlq_s32(vaddq_n_s32(v, r), neg_e);
-      v = vmaxq_s32(vminq_s32(v, vdupq_n_s32(127)), vdupq_n_s32(-128));
-      vstrbq_s32(y + i, v);
+    const int32_t zp = p->out_zp;
+    if (sa == 1) { /* b full or broadcast (then a multiplier per call) */
+      const int32_t b0 = *b + o2;
+      for (; i + 4 <= n; i += 4) {
+        const int32x4_t va = vaddq_n_s32(vldrbq_s32(a + i), o1);
+        int32x4_t v = sb ? vmulq_s32(va, vaddq_n_s32(vldrbq_s32(b + i), o2))
+                         : vmulq_n_s32(va, b0);
+        v = vqrdmulhq_n_s32(vshlq_r_s32(v, left), m);
+        v = vrshlq_n_s32(vaddq_s32(v, vshrq_n_s32(v, 31)), -e);
+        vstrbq_s32(y + i, mg_sat8_q(vaddq_n_s32(v, zp)));
+      }
     }
     a += i * sa, b += i * sb;
 #endif
     for (; i < n; ++i, a += sa, b += sb) {
       const int32_t v = mg_smmulr(((*a + o1) * (*b + o2)) << l1, m);
-      y[i] = mg_clamp8((v + (v >> 31) + r) >> e, -128, 127);
+      y[i] = mg_sat8((v + (v >> 31) + r) >> e, 0);
     }
   }
 }
