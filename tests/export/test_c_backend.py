@@ -453,6 +453,31 @@ def test_binary_kernels_on_all_input_pairs(case, tmp_path):
     np.testing.assert_array_equal(got, expected)
 
 
+@tf_only
+@needs_cc
+@needs_arm
+@pytest.mark.slow
+@pytest.mark.parametrize("case", BINARY_CASES[:7], ids=lambda c: c[0])
+def test_binary_kernels_on_cortex_m(case, tmp_path):
+    """The DSP (M4) and Helium (M55) paths of ADD, SUB and MUL on all
+    input pairs equal the host (itself equal to TFLite Micro)."""
+    op_name, inputs, output = case
+    path = tmp_path / "op.tflite"
+    path.write_bytes(_op_file(op_name, inputs, output))
+    out = str(tmp_path / "c")
+    export_c(str(path), out)
+    exe = toolchain.build_host(out, "mgrade", DRIVER, str(tmp_path / "host"))
+    a = np.tile(ALL, (256, 1))
+    b = np.repeat(ALL[:, None], 256, axis=1)
+    host, _ = toolchain.run_host(exe, a, 0, 256, states=b)
+    for core in ("cortex-m4", "cortex-m55"):
+        elf, _ = toolchain.build_firmware(
+            out, "mgrade", core, str(tmp_path / core), a, states=b
+        )
+        result = toolchain.run_firmware(elf, core, 256)
+        np.testing.assert_array_equal(result["outputs"], host, err_msg=core)
+
+
 # ----------------------------------------------------------- errors
 
 

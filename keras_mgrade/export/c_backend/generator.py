@@ -10,14 +10,15 @@ from keras_mgrade.export.c_backend.planner import plan_memory
 
 # sizeof() of the parameter structs on 32-bit Arm (arm-none-eabi-gcc).
 STRUCT_BYTES = {
-    "mg_fc_params": 40,
-    "mg_dwconv_params": 52,
-    "mg_add_params": 36,
+    "mg_fc_params": 36,
+    "mg_dwconv_params": 52,  # incl. padding
+    "mg_add_params": 24,
     "mg_mul_params": 20,
     "mg_sqdiff_params": 36,
     "mg_minmax_params": 12,
     "mg_bcast": 12,
     "mg_mean_params": 20,
+    "mg_lut_range_params": 12,
 }
 
 
@@ -62,6 +63,89 @@ def _io_entry(graph, index, name):
     }
 
 
+def _body_and_kernels(plan, renderer):
+    """The step function's lines and the kernel library code it needs."""
+    body = [renderer.step_source(s) for s in plan.steps]
+    if plan.scratch_bytes == 0:
+        body.insert(0, "  (void)scratch;")
+    sections = {"fill"}
+    flags = {"MG_EXACT": 0, "MG_FC_ROWS": 0, "MG_RQ_PAIRS": 0}
+    for s in plan.steps:
+        sections.update(s.sections)
+        flags.update({f: 1 for f in s.features})
+    return "\n".join(body), render.kernels_source(sections, flags)
+
+
+def _template_values(graph, ctx, plan, name, source, steps, model_bytes):
+    renderer = render.Renderer(ctx, plan)
+    body, kernels = _body_and_kernels(plan, renderer)
+    x = graph.tensors[graph.inputs[0]]
+    y = graph.tensors[graph.outputs[0]]
+    values = {
+        "name": name,
+        "NAME": name.upper(),
+        "description": "an int8 streaming model, one call per "
+        + ("time step" if steps == 1 else f"{steps} time steps"),
+        "source": source,
+        "source_bytes": len(model_bytes),
+        "source_sha256": hashlib.sha256(bytes(model_bytes)).hexdigest(),
+        "steps": steps,
+        "input_size": x.size,
+        "output_size": y.size,
+        "input_scale": _float_literal(x.s),
+        "input_zero_point": x.zp,
+        "output_scale": _float_literal(y.s),
+        "output_zero_point": y.zp,
+        "state_bytes": _state_bytes(graph),
+        "scratch_bytes": plan.scratch_bytes,
+        "scratch_words": max(1, -(-plan.scratch_bytes // 4)),
+        "macs": sum(s.macs for s in plan.steps),
+        "state_fields": "\n".join(_state_fields(graph)),
+        "reset_body": "\n".join(_reset_body(graph)),
+        "step_body": body,
+        "ops": ", ".join(graph.op_names),
+        "kernels": kernels,
+    }
+    # Constants last: rendering the steps registers constant tensors.
+    values["consts"] = "\n\n".join(render.const_source(c) for c in ctx.consts)
+    values["structs"] = "\n\n".join(
+        render.struct_source(s) for s in ctx.structs
+    )
+    return values
+
+
+def _state_bytes(graph):
+    return sum(graph.tensors[i].nbytes for i in graph.inputs[1:])
+
+
+def _report(graph, ctx, plan, values, steps, info):
+    macs = values["macs"]
+    const_bytes = sum(c.nbytes for c in ctx.consts)
+    struct_bytes = sum(STRUCT_BYTES[s.ctype] for s in ctx.structs)
+    return {
+        "name": values["name"],
+        "source": values["source"],
+        "source_sha256": values["source_sha256"],
+        "steps_per_invoke": steps,
+        "host_pooling": info.get("host_pooling"),
+        "inputs": [_io_entry(graph, graph.inputs[0], "x")],
+        "outputs": [_io_entry(graph, graph.outputs[0], "y")],
+        "states": [
+            _io_entry(graph, i, f"s{k}") for k, i in enumerate(graph.inputs[1:])
+        ],
+        "ops": graph.op_names,
+        "kernel_calls": len(plan.steps),
+        "tables": sum(1 for s in plan.steps if s.call.startswith("mg_lut")),
+        "macs_per_step": macs // steps,
+        "macs_per_call": macs,
+        "const_bytes": const_bytes + struct_bytes,
+        "weight_bytes": int(sum(t.nbytes for t in graph.tensors if t.is_const)),
+        "state_bytes": _state_bytes(graph),
+        "scratch_bytes": plan.scratch_bytes,
+        "states_in_place": len(plan.in_place),
+    }
+
+
 def generate(model_bytes, name="mgrade", source="model.tflite", info=None):
     """The C sources of an int8 streaming `.tflite` file.
 
@@ -74,6 +158,18 @@ def generate(model_bytes, name="mgrade", source="model.tflite", info=None):
 
     Returns:
         dict with `header`, `source` (texts) and `report`.
+
+    Example:
+
+    >>> import tensorflow as tf
+    >>> f = tf.function(lambda x, s: (tf.nn.relu(x), s + 0.0),
+    ...     input_signature=[tf.TensorSpec([1, 4], tf.float32)] * 2)
+    >>> conv = tf.lite.TFLiteConverter.from_concrete_functions(
+    ...     [f.get_concrete_function()], f)
+    >>> generate(conv.convert())  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    keras_mgrade.export.c_backend.program.UnsupportedOperatorError: ...
     """
     info = info or {}
     graph = read_graph(model_bytes)
@@ -85,77 +181,12 @@ def generate(model_bytes, name="mgrade", source="model.tflite", info=None):
         )
     ctx = lower(graph)
     plan = plan_memory(graph, ctx.steps, ctx.aliases)
-    renderer = render.Renderer(ctx, plan)
-    body = [renderer.step_source(s) for s in plan.steps]
-    if plan.scratch_bytes == 0:
-        body.insert(0, "  (void)scratch;")
-    sections = {"fill"}
-    flags = {"MG_EXACT": 0, "MG_FC_ROWS": 0}
-    for s in plan.steps:
-        sections.update(s.sections)
-        flags.update({f: 1 for f in s.features})
     steps = _steps_per_call(graph, info.get("steps_per_invoke"))
-    x = graph.tensors[graph.inputs[0]]
-    y = graph.tensors[graph.outputs[0]]
-    state_bytes = sum(graph.tensors[i].nbytes for i in graph.inputs[1:])
-    macs = sum(s.macs for s in plan.steps)
-    digest = hashlib.sha256(bytes(model_bytes)).hexdigest()
-    values = {
-        "name": name,
-        "NAME": name.upper(),
-        "description": "an int8 streaming model, one call per "
-        + ("time step" if steps == 1 else f"{steps} time steps"),
-        "source": source,
-        "source_bytes": len(model_bytes),
-        "source_sha256": digest,
-        "steps": steps,
-        "input_size": x.size,
-        "output_size": y.size,
-        "input_scale": _float_literal(x.s),
-        "input_zero_point": x.zp,
-        "output_scale": _float_literal(y.s),
-        "output_zero_point": y.zp,
-        "state_bytes": state_bytes,
-        "scratch_bytes": plan.scratch_bytes,
-        "scratch_words": max(1, -(-plan.scratch_bytes // 4)),
-        "macs": macs,
-        "state_fields": "\n".join(_state_fields(graph)),
-        "reset_body": "\n".join(_reset_body(graph)),
-        "step_body": "\n".join(body),
-        "ops": ", ".join(graph.op_names),
-        "kernels": render.kernels_source(sections, flags),
-    }
-    # Constants last: rendering the steps registers constant tensors.
-    values["consts"] = "\n\n".join(render.const_source(c) for c in ctx.consts)
-    values["structs"] = "\n\n".join(
-        render.struct_source(s) for s in ctx.structs
+    values = _template_values(
+        graph, ctx, plan, name, source, steps, model_bytes
     )
-    const_bytes = sum(c.nbytes for c in ctx.consts)
-    struct_bytes = sum(STRUCT_BYTES[s.ctype] for s in ctx.structs)
-    report = {
-        "name": name,
-        "source": source,
-        "source_sha256": digest,
-        "steps_per_invoke": steps,
-        "host_pooling": info.get("host_pooling"),
-        "inputs": [_io_entry(graph, graph.inputs[0], "x")],
-        "outputs": [_io_entry(graph, graph.outputs[0], "y")],
-        "states": [
-            _io_entry(graph, i, f"s{k}") for k, i in enumerate(graph.inputs[1:])
-        ],
-        "ops": graph.op_names,
-        "kernel_calls": len(plan.steps),
-        "tables": sum(1 for s in plan.steps if s.call == "mg_lut"),
-        "macs_per_step": macs // steps,
-        "macs_per_call": macs,
-        "const_bytes": const_bytes + struct_bytes,
-        "weight_bytes": int(sum(t.nbytes for t in graph.tensors if t.is_const)),
-        "state_bytes": state_bytes,
-        "scratch_bytes": plan.scratch_bytes,
-        "states_in_place": len(plan.in_place),
-    }
     return {
         "header": render.fill_template("model.h.in", values),
         "source": render.fill_template("model.c.in", values),
-        "report": report,
+        "report": _report(graph, ctx, plan, values, steps, info),
     }

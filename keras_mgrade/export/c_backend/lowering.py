@@ -62,6 +62,20 @@ def _data_input(graph, op):
     return inputs[0]
 
 
+def _trim(values):
+    """`(lo, entries)`: the table over the inputs where it changes, or
+    None when trimming saves too little (less than 32 bytes)."""
+    by_input = [values[v & 0xFF] for v in range(-128, 128)]
+    first, last = 0, 255
+    while first < 255 and by_input[first + 1] == by_input[0]:
+        first += 1
+    while last > first and by_input[last - 1] == by_input[255]:
+        last -= 1
+    if 256 - (last - first + 1) < 32:
+        return None
+    return first - 128, by_input[first : last + 1]
+
+
 def emit_table(ctx, chain):
     """One table lookup for a chain of unary operators."""
     functions = [f for _, f in chain]
@@ -73,20 +87,31 @@ def emit_table(ctx, chain):
 
     first, last = chain[0][0], chain[-1][0]
     names = " -> ".join(op.name for op, _ in chain)
-    table = ctx.const(
-        "int8_t", ops_unary.table(composed), f"op{first.index}_table", names
-    )
+    values = ops_unary.table(composed)
     source = _data_input(ctx.graph, first)
     n = ctx.tensor(last.outputs[0]).size
+    name = f"op{first.index}_table"
+    trimmed = _trim(values)
+    if trimmed is None:
+        call, section = "mg_lut", "lut"
+        args = [ctx.const("int8_t", values, name, names), Ref(source)]
+        args += [Ref(last.outputs[0]), n]
+    else:
+        lo, entries = trimmed
+        table = ctx.const("int8_t", entries, name, f"{names}, inputs {lo}...")
+        fields = {"table": table, "n": n, "lo": lo, "last": len(entries) - 1}
+        params = ctx.struct("mg_lut_range_params", fields, f"op{first.index}")
+        call, section = "mg_lut_range", "lut_range"
+        args = [params, Ref(source), Ref(last.outputs[0])]
     ctx.emit(
         Step(
-            "mg_lut",
-            [table, Ref(source), Ref(last.outputs[0]), n],
+            call,
+            args,
             reads=[source],
             writes=[last.outputs[0]],
             ops=[op.index for op, _ in chain],
             comment=names,
-            sections=("lut",),
+            sections=(section,),
             elementwise=True,
         )
     )

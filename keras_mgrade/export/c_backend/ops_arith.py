@@ -71,11 +71,28 @@ def _channel_requants(ctx, op, x, w, out, channels):
     return mults, shifts
 
 
+def packed_requant(mults, shifts):
+    """`(words, base)`: per channel the multiplier's low 30 bits and
+    `shift - base` in the top two bits (see `mg_rq_mult`), or, when the
+    channels do not pack, `(multiplier, shift)` pairs and base 127."""
+    base = min(shifts)
+    if all(m >= 1 << 30 for m in mults) and max(shifts) - base <= 3:
+        words = [
+            (m & 0x3FFFFFFF) | ((s - base) << 30) for m, s in zip(mults, shifts)
+        ]
+        return words, base
+    words = []
+    for m, s in zip(mults, shifts):
+        words += [m, s & 0xFFFFFFFF]
+    return words, 127
+
+
 def _requant_consts(ctx, name, mults, shifts):
-    return (
-        ctx.const("int32_t", mults, f"{name}_mult"),
-        ctx.const("int8_t", shifts, f"{name}_shift"),
-    )
+    """The packed requantization constant, its base, and the kernel
+    variants it needs."""
+    words, base = packed_requant(mults, shifts)
+    rq = ctx.const("uint32_t", words, f"{name}_rq")
+    return rq, base, ("MG_RQ_PAIRS",) if base == 127 else ()
 
 
 def needs_exact64(bias, rows, shifts):
@@ -146,14 +163,16 @@ def emit_fully_connected(ctx, op):
     fields = {"weights": weights, "bias": "NULL"}
     if folded is not None:
         fields["bias"] = ctx.const("int32_t", folded, f"{name}_bias")
-    mults, shifts, zps, lows, highs, right, exact = [], [], [], [], [], [], 0
+    rqs, bases, zps, lows, highs, right = [], [], [], [], [], []
+    exact, features = 0, set()
     for o in ops:
         out = ctx.tensor(o.outputs[0])
         m, sh = _channel_requants(ctx, o, x, w, out, rows)
         exact = exact or needs_exact64(folded, w.data, sh)
-        consts = _requant_consts(ctx, f"op{o.index}", m, sh)
-        mults.append(consts[0].name)
-        shifts.append(consts[1].name)
+        rq, base, needs = _requant_consts(ctx, f"op{o.index}", m, sh)
+        rqs.append(rq.name)
+        bases.append(base)
+        features.update(needs)
         lo, hi = activation_range(o, out)
         zps.append(out.zp)
         lows.append(lo)
@@ -162,14 +181,14 @@ def emit_fully_connected(ctx, op):
     pad = 2 - len(ops)
     fields.update(
         {
-            "mult": _pair(mults + ["NULL"] * pad),
-            "shift": _pair(shifts + ["NULL"] * pad),
+            "rq": _pair(rqs + ["NULL"] * pad),
             "rows": rows,
             "cols": cols,
             "batches": x.size // cols,
             "outputs": len(ops),
             "blocked": int(blocked is not None),
             "exact64": int(exact),
+            "rq_base": _pair(bases + [0] * pad),
             "right_only": _pair(right + [0] * pad),
             "out_zp": _pair(zps + [0] * pad),
             "act_min": _pair(lows + [0] * pad),
@@ -189,7 +208,8 @@ def emit_fully_connected(ctx, op):
             + (" (two output quantizations)" if pad == 0 else ""),
             sections=("fc",),
             macs=rows * cols * (x.size // cols) * len(ops),
-            features=(("MG_EXACT",) if exact else ())
+            features=tuple(features)
+            + (("MG_EXACT",) if exact else ())
             + (() if blocked is not None else ("MG_FC_ROWS",)),
         )
     )
@@ -257,7 +277,7 @@ def emit_depthwise_conv(ctx, op):
     if inside:
         bias = _folded_bias(op, bias, rows, x.zp)
     mults, shifts = _channel_requants(ctx, op, x, w, out, out_c)
-    mult, shift = _requant_consts(ctx, name, mults, shifts)
+    rq, base, needs = _requant_consts(ctx, name, mults, shifts)
     lo, hi = activation_range(op, out)
     fields = {
         "weights": ctx.const(
@@ -266,8 +286,7 @@ def emit_depthwise_conv(ctx, op):
         "bias": "NULL"
         if bias is None
         else ctx.const("int32_t", bias, f"{name}_bias"),
-        "mult": mult,
-        "shift": shift,
+        "rq": rq,
         "in_h": in_h, "in_w": in_w, "in_c": in_c,
         "out_h": out.shape[1], "out_w": out.shape[2],
         "k_h": k_h, "k_w": k_w,
@@ -277,6 +296,8 @@ def emit_depthwise_conv(ctx, op):
         "folded": int(inside),
         "window": int(window),
         "exact64": int(needs_exact64(bias, rows, shifts) or not inside),
+        "right_only": int(max(shifts) < 0 and (lo, hi) == (-128, 127)),
+        "rq_base": base,
         "out_zp": out.zp, "act_min": lo, "act_max": hi,
     }  # fmt: skip
     params = ctx.struct("mg_dwconv_params", fields, name)
@@ -291,6 +312,6 @@ def emit_depthwise_conv(ctx, op):
             comment=f"DEPTHWISE_CONV_2D {k_h}x{k_w} over {in_h}x{in_w}x{in_c}",
             sections=("dwconv", kind),
             macs=out.shape[1] * out.shape[2] * out_c * k_h * k_w,
-            features=("MG_EXACT",) if fields["exact64"] else (),
+            features=needs + (("MG_EXACT",) if fields["exact64"] else ()),
         )
     )

@@ -293,7 +293,7 @@ def emit_binary(ctx, op):
     if not plain:
         bc = broadcast(op, shapes[0], shapes[1], out.shape)
         shape = "&" + ctx.struct("mg_bcast", bc, f"{name}_shape").name
-    fields = {"ew": f"{{{shape}, {out.size}}}", **fields}
+    fields = {"shape": shape, "n": out.size, **fields}
     params = ctx.struct(ctype, fields, name)
     args = [params, Ref(first), Ref(second), Ref(op.outputs[0])]
     ctx.emit(

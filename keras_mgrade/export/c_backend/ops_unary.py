@@ -35,8 +35,9 @@ def _gemmlowp_input(x):
     return mult, left_shift, radius
 
 
-def logistic_function(graph, op):
-    """LOGISTIC, reference_integer_ops::Logistic (output scale 1/256)."""
+def _gemmlowp_function(graph, op, q0, rounding_shift, offset):
+    """LOGISTIC / TANH (reference_integer_ops): the input rescaled to Q4,
+    gemmlowp's fixed-point function `q0`, then rounded to int8."""
     x, out = _io(graph, op)
     if x is None:
         return None
@@ -48,29 +49,20 @@ def logistic_function(graph, op):
             return -128
         if d >= radius:
             return 127
-        q0 = tm.logistic_q0(tm.mbqm(d, mult, shift), 4)
-        return tm.clamp(tm.rdbpot(q0, 23) - 128, -128, 127)
+        value = q0(tm.mbqm(d, mult, shift), 4)
+        return tm.clamp(tm.rdbpot(value, rounding_shift) + offset, -128, 127)
 
     return f
+
+
+def logistic_function(graph, op):
+    """LOGISTIC, reference_integer_ops::Logistic (output scale 1/256)."""
+    return _gemmlowp_function(graph, op, tm.logistic_q0, 23, -128)
 
 
 def tanh_function(graph, op):
     """TANH, reference_integer_ops::Tanh (output scale 1/128)."""
-    x, out = _io(graph, op)
-    if x is None:
-        return None
-    mult, shift, radius = _gemmlowp_input(x)
-
-    def f(v):
-        d = v - x.zp
-        if d <= -radius:
-            return -128
-        if d >= radius:
-            return 127
-        q0 = tm.tanh_q0(tm.mbqm(d, mult, shift), 4)
-        return tm.clamp(tm.rdbpot(q0, 24), -128, 127)
-
-    return f
+    return _gemmlowp_function(graph, op, tm.tanh_q0, 24, 0)
 
 
 def rsqrt_function(graph, op):

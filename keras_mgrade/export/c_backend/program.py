@@ -128,6 +128,7 @@ CTYPE_BYTES = {
     "int16_t": 2,
     "uint16_t": 2,
     "int32_t": 4,
+    "uint32_t": 4,
     "mg_requant": 8,
 }
 
@@ -146,26 +147,28 @@ class Context:
     def tensor(self, index):
         return self.graph.tensors[index]
 
+    def _shared(self, key, make, into):
+        if key not in self._const_index:
+            self._const_index[key] = make()
+            into.append(self._const_index[key])
+        return self._const_index[key]
+
     def const(self, ctype, values, name, comment=""):
         """A constant array, shared with an identical earlier one."""
         values = [v if isinstance(v, tuple) else int(v) for v in values]
-        key = (ctype, tuple(values))
-        if key in self._const_index:
-            return self._const_index[key]
-        c = Const(name, ctype, values, comment)
-        self.consts.append(c)
-        self._const_index[key] = c
-        return c
+        return self._shared(
+            (ctype, tuple(values)),
+            lambda: Const(name, ctype, values, comment),
+            self.consts,
+        )
 
     def struct(self, ctype, fields, name, comment=""):
         """A parameter struct, shared with an identical earlier one."""
-        key = (ctype, tuple((k, _key(v)) for k, v in fields.items()))
-        if key in self._const_index:
-            return self._const_index[key]
-        s = Struct(name, ctype, fields, comment)
-        self.structs.append(s)
-        self._const_index[key] = s
-        return s
+        return self._shared(
+            (ctype, tuple((k, _key(v)) for k, v in fields.items())),
+            lambda: Struct(name, ctype, fields, comment),
+            self.structs,
+        )
 
     def alias(self, tensor, base, offset=0):
         """`tensor` is a view of `base`'s storage, `offset` bytes in."""

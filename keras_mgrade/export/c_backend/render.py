@@ -17,6 +17,7 @@ SECTION_ORDER = (
     "copy",
     "gather",
     "lut",
+    "lut_range",
     "fill",
     "bcast",
     "fc",
@@ -62,16 +63,18 @@ def kernels_source(needed, flags=None):
     return "\n\n".join(parts)
 
 
-def _c_value(v):
+def _c_value(v, ctype=None):
     if isinstance(v, tuple):
         return "{" + ", ".join(str(int(x)) for x in v) + "}"
+    if ctype == "uint32_t":
+        return f"0x{int(v):08x}u"
     return str(int(v))
 
 
 def const_source(c):
     """`static const <type> <name>[n] = {...};` with a comment."""
-    per_line = 4 if c.ctype == "mg_requant" else 12
-    values = [_c_value(v) for v in c.values]
+    per_line = {"mg_requant": 4, "uint32_t": 6}.get(c.ctype, 12)
+    values = [_c_value(v, c.ctype) for v in c.values]
     lines = [
         "  " + ", ".join(values[i : i + per_line]) + ","
         for i in range(0, len(values), per_line)

@@ -92,20 +92,29 @@ def run_host(exe, inputs, reset_every=0, output_size=None, states=None):
     return outputs, data[calls * size :]
 
 
-def write_inputs(path, inputs, reset_every=0):
-    """Writes `mg_inputs.h`: the calls' inputs as a const array."""
-    flat = np.asarray(inputs, np.int8).reshape(-1)
+def _c_array(name, values):
+    flat = np.asarray(values, np.int8).reshape(-1)
     rows = [
         "  " + ", ".join(str(int(v)) for v in flat[i : i + 16]) + ","
         for i in range(0, flat.size, 16)
     ]
-    text = (
-        f"#define MG_CALLS {len(inputs)}\n"
-        f"#define MG_RESET_EVERY {int(reset_every)}\n"
-        f"static const int8_t mg_inputs[{flat.size}] = {{\n"
+    return (
+        f"static const int8_t {name}[{flat.size}] = {{\n"
         + "\n".join(rows)
         + "\n};\n"
     )
+
+
+def write_inputs(path, inputs, reset_every=0, states=None):
+    """Writes `mg_inputs.h`: the calls' inputs (and, optionally, a state
+    per call that replaces the state before the call) as const arrays."""
+    text = (
+        f"#define MG_CALLS {len(inputs)}\n"
+        f"#define MG_RESET_EVERY {int(reset_every)}\n"
+        + _c_array("mg_inputs", inputs)
+    )
+    if states is not None:
+        text += "#define MG_STATES 1\n" + _c_array("mg_states", states)
     with open(path, "w") as f:
         f.write(text)
 
@@ -122,11 +131,14 @@ def compile_model(c_dir, name, core, obj, opt="-O2"):
 
 
 def build_firmware(c_dir, name, core, out_dir, inputs, reset_every=0,
-                   opt="-O2"):  # fmt: skip
+                   opt="-O2", states=None):  # fmt: skip
     """Links the model, the driver `cortex_m/cm_driver.c` and the board
-    files into `<out_dir>/<name>_<core>.elf`; returns `(elf, model_obj)`."""
+    files into `<out_dir>/<name>_<core>.elf`; returns `(elf, model_obj)`.
+    `states`: optional state per call (see `write_inputs`)."""
     os.makedirs(out_dir, exist_ok=True)
-    write_inputs(os.path.join(out_dir, "mg_inputs.h"), inputs, reset_every)
+    write_inputs(
+        os.path.join(out_dir, "mg_inputs.h"), inputs, reset_every, states
+    )
     tag = f"{name}_{core}"
     obj = os.path.join(out_dir, f"{tag}.o")
     compile_model(c_dir, name, core, obj, opt)

@@ -1,8 +1,10 @@
 /* Firmware driver for a generated model on an emulated Cortex-M.
  *
  * Build with -DMG_NAME=<name> -DMG_NAME_UPPER=<NAME> -include <name>.h
- * and a "mg_inputs.h" defining MG_CALLS, MG_RESET_EVERY (0: never) and
- * `static const int8_t mg_inputs[MG_CALLS * <NAME>_INPUT_SIZE]`.
+ * and a "mg_inputs.h" defining MG_CALLS, MG_RESET_EVERY (0: never),
+ * `static const int8_t mg_inputs[MG_CALLS * <NAME>_INPUT_SIZE]` and,
+ * optionally, `mg_states` (MG_STATES defined): a state per call that
+ * replaces the state before the call (to test single operators).
  *
  * Phase 1 (silent): paints the free stack, runs every call between two
  * calls of prof_mark() (an instruction-counting QEMU plugin reports the
@@ -12,6 +14,7 @@
  */
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "mg_inputs.h"
 
@@ -30,6 +33,9 @@ static int8_t y[MG_CONST(_OUTPUT_SIZE)];
 __attribute__((noinline)) void prof_mark(void) { __asm volatile(""); }
 
 static const int8_t *input(int32_t call) {
+#ifdef MG_STATES
+  memcpy(&state, mg_states + (int32_t)sizeof state * call, sizeof state);
+#endif
   return mg_inputs + (int32_t)MG_CONST(_INPUT_SIZE) * call;
 }
 

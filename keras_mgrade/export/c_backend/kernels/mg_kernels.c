@@ -9,6 +9,12 @@ MG_KERNEL void mg_copy(int8_t *dst, const int8_t *src, int n) {
   if (dst < src || dst >= src + n) {
 #if defined(MG_MVE)
     for (; i + 16 <= n; i += 16) vst1q_s8(dst + i, vld1q_s8(src + i));
+#else
+    for (; i + 16 <= n; i += 16) {
+      uint32_t v[4];
+      memcpy(v, src + i, 16);
+      memcpy(dst + i, v, 16);
+    }
 #endif
     for (; i + 4 <= n; i += 4) {
       const uint32_t v = mg_load32(src + i);
@@ -42,6 +48,32 @@ MG_KERNEL void mg_lut(const int8_t *table, const int8_t *x, int8_t *y, int n) {
   }
 #endif
   for (; i < n; ++i) y[i] = table[(uint8_t)x[i]];
+}
+/* @end */
+
+/* @section lut_range */
+MG_KERNEL void mg_lut_range(const mg_lut_range_params *p, const int8_t *x,
+                            int8_t *y) {
+  const int8_t *table = p->table;
+  const int n = p->n, lo = p->lo, last = p->last;
+  int i = 0;
+#if defined(MG_MVE)
+  for (; i + 16 <= n; i += 16) {
+    int16x8_t b = vldrbq_s16(x + i), t = vldrbq_s16(x + i + 8);
+    b = vminq_s16(vmaxq_s16(vsubq_n_s16(b, lo), vdupq_n_s16(0)),
+                  vdupq_n_s16(last));
+    t = vminq_s16(vmaxq_s16(vsubq_n_s16(t, lo), vdupq_n_s16(0)),
+                  vdupq_n_s16(last));
+    vstrbq_s16(y + i, vldrbq_gather_offset_s16(table, vreinterpretq_u16_s16(b)));
+    vstrbq_s16(y + i + 8,
+               vldrbq_gather_offset_s16(table, vreinterpretq_u16_s16(t)));
+  }
+#endif
+  for (; i < n; ++i) {
+    int k = x[i] - lo;
+    k = k < 0 ? 0 : (k > last ? last : k);
+    y[i] = table[k];
+  }
 }
 /* @end */
 
@@ -84,15 +116,9 @@ MG_KERNEL void mg_fill(int8_t *dst, int8_t value, int n) {
   "smlad %[a3], %[t], %[xh], %[a3]\n\t"
 #endif
 
-/* Requantization with a right shift (shift < 0) to the whole int8 range. */
-MG_INLINE int8_t mg_rq_right(int32_t acc, int32_t m, int shift, int32_t zp) {
-  const int32_t v = mg_smmulr(acc * 2, m);
-  return mg_sat8((v + (v >> 31) + (1 << (-shift - 1))) >> -shift, zp);
-}
-
 MG_INLINE int8_t mg_fc_out(const mg_fc_params *p, int k, int r, int32_t acc) {
-  const int32_t m = p->mult[k][r];
-  const int s = p->shift[k][r];
+  const int32_t m = mg_rq_mult(p->rq[k], p->rq_base[k], r);
+  const int s = mg_rq_shift(p->rq[k], p->rq_base[k], r);
   int32_t v;
 #if MG_EXACT
   if (p->exact64) {
@@ -105,26 +131,13 @@ MG_INLINE int8_t mg_fc_out(const mg_fc_params *p, int k, int r, int32_t acc) {
   return mg_clamp8(v, p->act_min[k], p->act_max[k]);
 }
 
-#if defined(MG_MVE)
-/* Four rows requantized at once (fast path). */
-MG_INLINE void mg_fc_out4(const mg_fc_params *p, int k, int r, int32x4_t acc,
-                          int8_t *y) {
-  const int32x4_t s = vldrbq_s32(p->shift[k] + r);
-  const int32x4_t neg_right = vminq_s32(s, vdupq_n_s32(0));
-  int32x4_t v = vshlq_s32(acc, vmaxq_s32(s, vdupq_n_s32(0)));
-  v = vqrdmulhq_s32(v, vld1q_s32(p->mult[k] + r));
-  v = vaddq_s32(v, vandq_s32(vshrq_n_s32(v, 31), vshrq_n_s32(neg_right, 31)));
-  v = vaddq_n_s32(vrshlq_s32(v, neg_right), p->out_zp[k]);
-  v = vmaxq_s32(vminq_s32(v, vdupq_n_s32(p->act_max[k])),
-                vdupq_n_s32(p->act_min[k]));
-  vstrbq_s32(y + r, v);
-}
-#endif
-
 /* Blocked weights: 4 rows at a time over 16-column blocks, then the
  * remaining columns. */
-static void mg_fc_blocked(const mg_fc_params *p, const int8_t *x, int8_t *y0,
-                          int8_t *y1) {
+static void mg_fc_blocked(const mg_fc_params *params, const int8_t *x,
+                          int8_t *y0, int8_t *y1) {
+  /* A local copy: int8_t stores could alias the parameters otherwise,
+   * and the compiler would reload them after every output byte. */
+  const mg_fc_params local = *params, *p = &local;
   const int8_t *w = p->weights;
   const int full = p->cols & ~15, tail = p->cols & 15;
   int r, c, k;
@@ -141,13 +154,21 @@ static void mg_fc_blocked(const mg_fc_params *p, const int8_t *x, int8_t *y0,
       a1 = vmladavaq_s8(a1, vld1q_s8(w + 16), xv);
       a2 = vmladavaq_s8(a2, vld1q_s8(w + 32), xv);
       a3 = vmladavaq_s8(a3, vld1q_s8(w + 48), xv);
+#elif defined(MG_SIMD32) && defined(__OPTIMIZE_SIZE__)
+      int j; /* half the code of the unrolled block below */
+      for (j = 0; j < 16; j += 8) {
+        uint32_t xl, xh, t, u;
+        __asm(MG_DOT4X4(0) MG_DOT4X4(4)
+              : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3),
+                [xl] "=&r"(xl), [xh] "=&r"(xh), [t] "=&r"(t), [u] "=&r"(u)
+              : [x] "r"(x + c + j), [w] "r"(w + j)); /* reads inputs only */
+      }
 #elif defined(MG_SIMD32)
       uint32_t xl, xh, t, u;
       __asm(MG_DOT4X4(0) MG_DOT4X4(4) MG_DOT4X4(8) MG_DOT4X4(12)
             : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3),
               [xl] "=&r"(xl), [xh] "=&r"(xh), [t] "=&r"(t), [u] "=&r"(u)
-            : [x] "r"(x + c), [w] "r"(w)
-            : "memory");
+            : [x] "r"(x + c), [w] "r"(w)); /* reads kernel inputs only */
 #else
       int j;
       for (j = 0; j < 16; ++j) {
@@ -181,22 +202,31 @@ static void mg_fc_blocked(const mg_fc_params *p, const int8_t *x, int8_t *y0,
     for (k = 0; k < p->outputs; ++k) {
       int8_t *y = (k ? y1 : y0) + r;
 #if defined(MG_MVE)
-      if (!(MG_EXACT && p->exact64)) {
+      if (!(MG_EXACT && p->exact64) && p->rq_base[k] != MG_RQ_WIDE) {
         int32x4_t acc = vdupq_n_s32(a0);
         acc = vsetq_lane_s32(a1, acc, 1);
         acc = vsetq_lane_s32(a2, acc, 2);
         acc = vsetq_lane_s32(a3, acc, 3);
-        mg_fc_out4(p, k, r, acc, y - r);
+        vstrbq_s32(y, p->right_only[k]
+                          ? mg_requant_right_q(acc, p->rq[k] + r,
+                                               p->rq_base[k], p->out_zp[k])
+                          : mg_requant_q(acc, p->rq[k] + r, p->rq_base[k],
+                                         p->out_zp[k], p->act_min[k],
+                                         p->act_max[k]));
         continue;
       }
 #endif
       if (p->right_only[k] && !(MG_EXACT && p->exact64)) {
-        const int32_t *m = p->mult[k] + r, zp = p->out_zp[k];
-        const int8_t *sh = p->shift[k] + r;
-        y[0] = mg_rq_right(a0, m[0], sh[0], zp);
-        y[1] = mg_rq_right(a1, m[1], sh[1], zp);
-        y[2] = mg_rq_right(a2, m[2], sh[2], zp);
-        y[3] = mg_rq_right(a3, m[3], sh[3], zp);
+        const uint32_t *rq = p->rq[k];
+        const int base = p->rq_base[k], zp = p->out_zp[k];
+        y[0] = mg_rq_right(a0, mg_rq_mult(rq, base, r),
+                           mg_rq_shift(rq, base, r), zp);
+        y[1] = mg_rq_right(a1, mg_rq_mult(rq, base, r + 1),
+                           mg_rq_shift(rq, base, r + 1), zp);
+        y[2] = mg_rq_right(a2, mg_rq_mult(rq, base, r + 2),
+                           mg_rq_shift(rq, base, r + 2), zp);
+        y[3] = mg_rq_right(a3, mg_rq_mult(rq, base, r + 3),
+                           mg_rq_shift(rq, base, r + 3), zp);
         continue;
       }
       y[0] = mg_fc_out(p, k, r, a0);
@@ -242,11 +272,13 @@ MG_KERNEL void mg_fully_connected(const mg_fc_params *p, const int8_t *x,
 
 /* @section dwconv */
 static int8_t mg_dwconv_out(const mg_dwconv_params *p, int c, int32_t acc) {
-  const int s = p->shift[c];
+  const int32_t m = mg_rq_mult(p->rq, p->rq_base, c);
+  const int s = mg_rq_shift(p->rq, p->rq_base, c);
+  if (p->right_only) return mg_rq_right(acc, m, s, p->out_zp);
   const int32_t v =
       MG_EXACT && p->exact64
-          ? mg_mbqm(acc, p->mult[c], s > 0 ? s : 0, s > 0 ? 0 : -s)
-          : mg_mbqm_fast(acc, p->mult[c], s);
+          ? mg_mbqm(acc, m, s > 0 ? s : 0, s > 0 ? 0 : -s)
+          : mg_mbqm_fast(acc, m, s);
   return mg_clamp8(v + p->out_zp, p->act_min, p->act_max);
 }
 
@@ -256,34 +288,42 @@ static int8_t mg_dwconv_out(const mg_dwconv_params *p, int c, int32_t acc) {
 /* One output position whose window is the whole input (`window`: k_h ==
  * in_h, k_w == in_w, depth multiplier 1, folded): for each channel c,
  * bias[c] + sum over taps t of x[t][c] * w[t][c]. */
-MG_KERNEL void mg_dwconv_window(const mg_dwconv_params *p, const int8_t *x,
-                             int8_t *y) {
+MG_KERNEL void mg_dwconv_window(const mg_dwconv_params *params,
+                                const int8_t *x, int8_t *y) {
+  const mg_dwconv_params local = *params, *p = &local; /* see mg_fc_blocked */
   const int channels = p->in_c, taps = p->k_h * p->k_w;
   int c = 0, t;
 #if defined(MG_MVE)
-  for (; c + 4 <= channels; c += 4) {
-    int32x4_t a = vldrwq_s32(p->bias + c);
-    for (t = 0; t < taps; ++t) {
-      const int32x4_t xv = vldrbq_s32(x + t * channels + c);
-      const int32x4_t wv = vldrbq_s32(p->weights + t * channels + c);
-      a = vaddq_s32(a, vmulq_s32(xv, wv));
+  /* 16 channels per pass: four accumulator vectors. */
+  for (; c + 16 <= channels; c += 16) {
+    int32x4_t a0 = vldrwq_s32(p->bias + c), a1 = vldrwq_s32(p->bias + c + 4);
+    int32x4_t a2 = vldrwq_s32(p->bias + c + 8);
+    int32x4_t a3 = vldrwq_s32(p->bias + c + 12);
+    const int8_t *px = x + c, *pw = p->weights + c;
+    int j;
+    for (t = 0; t < taps; ++t, px += channels, pw += channels) {
+      a0 = vaddq_s32(a0, vmulq_s32(vldrbq_s32(px), vldrbq_s32(pw)));
+      a1 = vaddq_s32(a1, vmulq_s32(vldrbq_s32(px + 4), vldrbq_s32(pw + 4)));
+      a2 = vaddq_s32(a2, vmulq_s32(vldrbq_s32(px + 8), vldrbq_s32(pw + 8)));
+      a3 = vaddq_s32(a3, vmulq_s32(vldrbq_s32(px + 12), vldrbq_s32(pw + 12)));
     }
-    if (!(MG_EXACT && p->exact64)) {
-      const int32x4_t s = vldrbq_s32(p->shift + c);
-      const int32x4_t neg_right = vminq_s32(s, vdupq_n_s32(0));
-      int32x4_t v = vshlq_s32(a, vmaxq_s32(s, vdupq_n_s32(0)));
-      v = vqrdmulhq_s32(v, vld1q_s32(p->mult + c));
-      v = vaddq_s32(v, vandq_s32(vshrq_n_s32(v, 31), vshrq_n_s32(neg_right, 31)));
-      v = vaddq_n_s32(vrshlq_s32(v, neg_right), p->out_zp);
-      v = vmaxq_s32(vminq_s32(v, vdupq_n_s32(p->act_max)),
-                    vdupq_n_s32(p->act_min));
-      vstrbq_s32(y + c, v);
-      continue;
+    for (j = 0; j < 4; ++j) {
+      const int32x4_t a = j == 0 ? a0 : j == 1 ? a1 : j == 2 ? a2 : a3;
+      const int k = c + 4 * j;
+      if (!(MG_EXACT && p->exact64) && p->rq_base != MG_RQ_WIDE) {
+        vstrbq_s32(y + k, p->right_only
+                              ? mg_requant_right_q(a, p->rq + k, p->rq_base,
+                                                   p->out_zp)
+                              : mg_requant_q(a, p->rq + k, p->rq_base,
+                                             p->out_zp, p->act_min,
+                                             p->act_max));
+        continue;
+      }
+      y[k] = mg_dwconv_out(p, k, vgetq_lane_s32(a, 0));
+      y[k + 1] = mg_dwconv_out(p, k + 1, vgetq_lane_s32(a, 1));
+      y[k + 2] = mg_dwconv_out(p, k + 2, vgetq_lane_s32(a, 2));
+      y[k + 3] = mg_dwconv_out(p, k + 3, vgetq_lane_s32(a, 3));
     }
-    y[c] = mg_dwconv_out(p, c, vgetq_lane_s32(a, 0));
-    y[c + 1] = mg_dwconv_out(p, c + 1, vgetq_lane_s32(a, 1));
-    y[c + 2] = mg_dwconv_out(p, c + 2, vgetq_lane_s32(a, 2));
-    y[c + 3] = mg_dwconv_out(p, c + 3, vgetq_lane_s32(a, 3));
   }
 #elif defined(MG_SIMD32)
   for (; c + 4 <= channels; c += 4) {
@@ -389,11 +429,6 @@ static void mg_add_exact(const mg_add_params *p, const int8_t *big, int sb,
 #endif
 
 #if defined(MG_MVE)
-/* Saturation to [-128, 127]. */
-MG_INLINE int32x4_t mg_sat8_q(int32x4_t v) {
-  return vshrq_n_s32(vqshlq_n_s32(v, 24), 24);
-}
-
 /* ADD/SUB on 4 lanes at a time. Parameters are read into locals first:
  * int8_t stores may alias the parameter struct. */
 static int mg_add_mve(const mg_add_params *p, const int8_t *big, int sb,
@@ -434,29 +469,20 @@ static int mg_add_mve(const mg_add_params *p, const int8_t *big, int sb,
 
 /* n elements, operands advancing by sb and ss (0 or 1): the rescaled
  * small input for a chunk first, then the sum and the output. */
-static void mg_add_run(const void *params, const int8_t *big, int sb,
-                       const int8_t *small, int ss, int8_t *y, int n) {
-  const mg_add_params *p = (const mg_add_params *)params;
+/* Scalar ADD/SUB of elements i... n: the rescaled small operand of a
+ * chunk first (fewer live registers), then the sum and the output. */
+static void mg_add_scalar(const mg_add_params *p, const int8_t *big, int sb,
+                          const int8_t *small, int ss, int8_t *y, int i,
+                          int n) {
   int32_t t[MG_ADD_CHUNK];
   const int32_t ms = p->m_small, cs = p->off_small * (1 << 21);
   const int es = p->e_small;
   const int32_t ks = es ? -1 : 0, rs = es ? 1 << (es - 1) : 0;
   const int32_t kb = p->sign_big * (1 << 20), mo = p->m_out;
-  int32_t cb = kb * p->off_big;
   const int eo = p->e_out;
   const int32_t ro = (1 << (eo - 1)) + p->out_zp * (1 << eo);
-  int i = 0, j, m;
-#if MG_EXACT
-  if (!p->fast) {
-    mg_add_exact(p, big, sb, small, ss, y, n);
-    return;
-  }
-#endif
-#if defined(MG_MVE)
-  i = mg_add_mve(p, big, sb, small, ss, y, n);
-  if (i == n) return;
-  big += i * sb, small += i * ss;
-#endif
+  int32_t cb = kb * p->off_big;
+  int j, m;
   if (ss == 0) { /* a broadcast small operand: rescaled once */
     const int32_t v = mg_rshift(mg_smmulr(*small * (1 << 21) + cs, ms), ks,
                                 rs, es);
@@ -481,10 +507,27 @@ static void mg_add_run(const void *params, const int8_t *big, int sb,
   }
 }
 
+static void mg_add_run(const void *params, const int8_t *big, int sb,
+                       const int8_t *small, int ss, int8_t *y, int n) {
+  const mg_add_params *p = (const mg_add_params *)params;
+  int i = 0;
+#if MG_EXACT
+  if (!p->fast) {
+    mg_add_exact(p, big, sb, small, ss, y, n);
+    return;
+  }
+#endif
+#if defined(MG_MVE)
+  i = mg_add_mve(p, big, sb, small, ss, y, n);
+  if (i == n) return;
+#endif
+  mg_add_scalar(p, big + i * sb, sb, small + i * ss, ss, y, i, n);
+}
+
 /* ADD / SUB of the (big, small) operands. */
 MG_KERNEL void mg_add(const mg_add_params *p, const int8_t *big,
                    const int8_t *small, int8_t *y) {
-  mg_elementwise(&p->ew, mg_add_run, big, small, y);
+  mg_elementwise((const mg_ew *)p, mg_add_run, big, small, y);
 }
 /* @end */
 
@@ -530,7 +573,7 @@ static void mg_mul_run(const void *params, const int8_t *a, int sa,
 
 MG_KERNEL void mg_mul(const mg_mul_params *p, const int8_t *a, const int8_t *b,
                    int8_t *y) {
-  mg_elementwise(&p->ew, mg_mul_run, a, b, y);
+  mg_elementwise((const mg_ew *)p, mg_mul_run, a, b, y);
 }
 /* @end */
 
@@ -555,7 +598,7 @@ static void mg_sqdiff_run(const void *params, const int8_t *a, int sa,
 
 MG_KERNEL void mg_sqdiff(const mg_sqdiff_params *p, const int8_t *a,
                       const int8_t *b, int8_t *y) {
-  mg_elementwise(&p->ew, mg_sqdiff_run, a, b, y);
+  mg_elementwise((const mg_ew *)p, mg_sqdiff_run, a, b, y);
 }
 /* @end */
 
@@ -571,7 +614,7 @@ static void mg_minmax_run(const void *params, const int8_t *a, int sa,
 
 MG_KERNEL void mg_minmax(const mg_minmax_params *p, const int8_t *a,
                       const int8_t *b, int8_t *y) {
-  mg_elementwise(&p->ew, mg_minmax_run, a, b, y);
+  mg_elementwise((const mg_ew *)p, mg_minmax_run, a, b, y);
 }
 /* @end */
 
@@ -586,6 +629,14 @@ MG_KERNEL void mg_reduce(const mg_mean_params *p, const int8_t *x, int8_t *y) {
 #if defined(MG_MVE)
       if (p->inner == 1) {
         for (; k + 16 <= p->count; k += 16) sum = vaddvaq_s8(sum, vld1q_s8(px + k));
+      }
+#elif defined(MG_SIMD32)
+      if (p->inner == 1) {
+        for (; k + 4 <= p->count; k += 4) {
+          const uint32_t v = mg_load32(px + k);
+          sum = __smlad(__sxtb16(v), 0x00010001, sum);
+          sum = __smlad(mg_sxtb16_ror8(v), 0x00010001, sum);
+        }
       }
 #endif
       for (; k < p->count; ++k) sum += px[k * p->inner];

@@ -44,7 +44,10 @@
 #define MG_EXACT 1 /* requantization without the 2^30 bound */
 #endif
 #ifndef MG_FC_ROWS
-#define MG_FC_ROWS 1 /* FULLY_CONNECTED weights not in 4 x 16 blocks */
+#define MG_FC_ROWS 1 /* FULLY_CONNECTED weights not in 4-row blocks */
+#endif
+#ifndef MG_RQ_PAIRS
+#define MG_RQ_PAIRS 1 /* per-channel requantization that does not pack */
 #endif
 
 /* Right shifts of negative values must be arithmetic (GCC, Clang, Arm
@@ -124,6 +127,75 @@ MG_INLINE int8_t mg_sat8(int32_t v, int32_t zp) {
 #endif
 }
 
+/* Requantization with a right shift (shift < 0) to the whole int8 range. */
+MG_INLINE int8_t mg_rq_right(int32_t acc, int32_t m, int shift, int32_t zp) {
+  const int32_t v = mg_smmulr(acc * 2, m);
+  return mg_sat8((v + (v >> 31) + (1 << (-shift - 1))) >> -shift, zp);
+}
+
+/* Per-channel requantization, packed in 32 bits per channel: the
+ * multiplier lies in [2^30, 2^31), so its low 30 bits suffice; the top two
+ * bits hold shift - base (0 to 3), `base` being the operator's smallest
+ * shift. Operators whose channels do not pack (a zero multiplier, shifts
+ * spread over more than 4 values) have base MG_RQ_WIDE and store
+ * (multiplier, shift) pairs. */
+#define MG_RQ_WIDE 127
+
+MG_INLINE int32_t mg_rq_mult(const uint32_t *rq, int base, int c) {
+#if MG_RQ_PAIRS
+  if (base == MG_RQ_WIDE) return (int32_t)rq[2 * c];
+#endif
+  (void)base;
+  return (int32_t)((rq[c] & 0x3FFFFFFFu) | 0x40000000u);
+}
+
+MG_INLINE int mg_rq_shift(const uint32_t *rq, int base, int c) {
+#if MG_RQ_PAIRS
+  if (base == MG_RQ_WIDE) return (int32_t)rq[2 * c + 1];
+#endif
+  return base + (int)(rq[c] >> 30);
+}
+
+#if defined(MG_MVE)
+/* Four packed per-channel requantizations (fast path), zero point and
+ * clamp. */
+MG_INLINE int32x4_t mg_requant_q(int32x4_t acc, const uint32_t *rq, int base,
+                                 int32_t zp, int32_t lo, int32_t hi) {
+  const uint32x4_t packed = vld1q_u32(rq);
+  const int32x4_t mult = vreinterpretq_s32_u32(
+      vorrq_n_u32(vbicq_n_u32(packed, 0xC0000000u), 0x40000000u));
+  const int32x4_t s =
+      vaddq_n_s32(vreinterpretq_s32_u32(vshrq_n_u32(packed, 30)), base);
+  const int32x4_t neg_right = vminq_s32(s, vdupq_n_s32(0));
+  int32x4_t v = vshlq_s32(acc, vmaxq_s32(s, vdupq_n_s32(0)));
+  v = vqrdmulhq_s32(v, mult);
+  v = vaddq_s32(v, vandq_s32(vshrq_n_s32(v, 31), vshrq_n_s32(neg_right, 31)));
+  v = vaddq_n_s32(vrshlq_s32(v, neg_right), zp);
+  return vmaxq_s32(vminq_s32(v, vdupq_n_s32(hi)), vdupq_n_s32(lo));
+}
+#endif
+
+#if defined(MG_MVE)
+/* Saturation to [-128, 127]. */
+MG_INLINE int32x4_t mg_sat8_q(int32x4_t v) {
+  return vshrq_n_s32(vqshlq_n_s32(v, 24), 24);
+}
+
+/* mg_requant_q when every shift is a right shift and the range is the
+ * whole int8 range. */
+MG_INLINE int32x4_t mg_requant_right_q(int32x4_t acc, const uint32_t *rq,
+                                       int base, int32_t zp) {
+  const uint32x4_t packed = vld1q_u32(rq);
+  const int32x4_t mult = vreinterpretq_s32_u32(
+      vorrq_n_u32(vbicq_n_u32(packed, 0xC0000000u), 0x40000000u));
+  const int32x4_t neg_right =
+      vaddq_n_s32(vreinterpretq_s32_u32(vshrq_n_u32(packed, 30)), base);
+  int32x4_t v = vqrdmulhq_s32(acc, mult);
+  v = vrshlq_s32(vaddq_s32(v, vshrq_n_s32(v, 31)), neg_right);
+  return mg_sat8_q(vaddq_n_s32(v, zp));
+}
+#endif
+
 /* MultiplyByQuantizedMultiplier for |x * 2^shift| < 2^30. */
 MG_INLINE int32_t mg_mbqm_fast(int32_t x, int32_t mult, int shift) {
   int32_t v;
@@ -146,14 +218,14 @@ MG_INLINE int32_t mg_mbqm_fast(int32_t x, int32_t mult, int shift) {
 typedef struct {
   const int8_t *weights;
   const int32_t *bias;
-  const int32_t *mult[2];
-  const int8_t *shift[2];
+  const uint32_t *rq[2]; /* per row, see mg_rq_mult */
   int16_t rows;
   int16_t cols;
   int16_t batches;
   int8_t outputs;
   int8_t blocked;
   int8_t exact64; /* accumulators may reach 2^30: generic requantization */
+  int8_t rq_base[2];
   int8_t right_only[2]; /* all shifts right (>= 1), activation = int8 range */
   int8_t out_zp[2];
   int8_t act_min[2];
@@ -168,8 +240,7 @@ typedef struct {
 typedef struct {
   const int8_t *weights;
   const int32_t *bias;
-  const int32_t *mult;
-  const int8_t *shift;
+  const uint32_t *rq; /* per channel, see mg_rq_mult */
   int16_t in_h, in_w, in_c;
   int16_t out_h, out_w;
   int16_t k_h, k_w;
@@ -181,6 +252,8 @@ typedef struct {
   int8_t folded;
   int8_t window; /* one output, window = whole input: channel loop */
   int8_t exact64;
+  int8_t right_only; /* all shifts right, activation = int8 range */
+  int8_t rq_base;
   int8_t out_zp, act_min, act_max;
 } mg_dwconv_params;
 /* @end */
@@ -194,11 +267,15 @@ typedef struct {
   int16_t b_inner, b_outer;
 } mg_bcast;
 
-/* First member of every elementwise operator's parameters: the element
- * count and, for broadcasting operators, the iteration (else NULL). */
+/* The first members of every elementwise operator's parameters: for
+ * broadcasting operators the iteration (else NULL), and the element count.
+ * The parameter structs start with MG_EW_HEAD and are read through a
+ * `const mg_ew *` by mg_elementwise. */
+#define MG_EW_HEAD     \
+  const mg_bcast *shape; \
+  int16_t n
 typedef struct {
-  const mg_bcast *shape;
-  int16_t n;
+  MG_EW_HEAD;
 } mg_ew;
 /* @end */
 
@@ -211,9 +288,10 @@ typedef struct {
  * `fast`: the output shift is at least 1, zp_out * 2^e_out fits and the
  * activation range is the whole int8 range. */
 typedef struct {
-  mg_ew ew;
+  MG_EW_HEAD;
+  int16_t off_big; /* -zero point */
   int32_t m_small, m_out;
-  int16_t off_big, off_small; /* -zero points */
+  int16_t off_small;
   int8_t e_small, e_out;
   int8_t sign_big, sign_small;
   int8_t out_zp, act_min, act_max;
@@ -226,9 +304,10 @@ typedef struct {
  * right is at least 1, zp_out * 2^e fits and the activation range is the
  * whole int8 range. */
 typedef struct {
-  mg_ew ew;
+  MG_EW_HEAD;
+  int16_t off1;
   int32_t mult;
-  int16_t off1, off2;
+  int16_t off2;
   int8_t shift; /* TFLite shift: > 0 left, < 0 right */
   int8_t out_zp, act_min, act_max;
   int8_t fast;
@@ -238,7 +317,7 @@ typedef struct {
 /* @section sqdiff */
 /* SQUARED_DIFFERENCE (int8, left shift 7). */
 typedef struct {
-  mg_ew ew;
+  MG_EW_HEAD;
   mg_requant rq1, rq2, rq_out;
   int16_t off1, off2;
   int8_t out_zp;
@@ -248,9 +327,20 @@ typedef struct {
 /* @section minmax */
 /* MINIMUM (sign 1) and MAXIMUM (sign -1) of raw int8 values. */
 typedef struct {
-  mg_ew ew;
+  MG_EW_HEAD;
   int8_t sign;
 } mg_minmax_params;
+/* @end */
+
+/* @section lut_range */
+/* A table stored only over the inputs [lo, lo + count) where its value
+ * changes; inputs below read entry 0, inputs above the last entry. */
+typedef struct {
+  const int8_t *table;
+  int16_t n;
+  int16_t lo;
+  int16_t last; /* count - 1 */
+} mg_lut_range_params;
 /* @end */
 
 /* @section mean */
