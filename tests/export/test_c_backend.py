@@ -134,6 +134,13 @@ MODELS = {
         {"steps_per_invoke": 4},
     ),
     "mixed": (_mixed_blocks, {}),
+    # Widths that are not multiples of 4 or 16 (row and column tails).
+    "odd": (
+        lambda: mgrade_seq2seq(
+            2, 3, units=10, num_layers=1, kernel_taps=3, max_delay=5, seed=6
+        ),
+        {},
+    ),
     "rounded": (_rounded, {}),
 }
 
@@ -249,7 +256,9 @@ def test_steps_per_invoke_file_is_a_four_step_function(workdir):
 @needs_cc
 @needs_arm
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["quickstart", "steps4", "mixed", "rounded"])
+@pytest.mark.parametrize(
+    "name", ["quickstart", "steps4", "mixed", "rounded", "odd"]
+)
 def test_cortex_m_matches_host(name, workdir):
     out, report, exe = _build(name, workdir)
     shape = tuple(report["inputs"][0]["shape"])

@@ -107,17 +107,19 @@ def needs_exact64(bias, rows, shifts):
 
 def blocked_weights(weights):
     """[rows][cols] -> per group of 4 rows, blocks of 16 columns
-    ([4][16] each), then the last `cols % 16` columns ([4][tail]); None
-    when rows is not a multiple of 4."""
+    ([4][16] each) then the last `cols % 16` columns ([4][tail]); the last
+    `rows % 4` rows follow row-major. None when there are fewer than 4
+    rows."""
     rows, cols = weights.shape
-    if rows % 4:
+    if rows < 4:
         return None
     full = cols - cols % 16
     parts = []
-    for group in weights.reshape(rows // 4, 4, cols):
+    for group in weights[: rows - rows % 4].reshape(rows // 4, 4, cols):
         for c in range(0, full, 16):
             parts.append(group[:, c : c + 16].reshape(-1))
         parts.append(group[:, full:].reshape(-1))
+    parts.append(weights[rows - rows % 4 :].reshape(-1))
     return np.concatenate(parts)
 
 
@@ -210,7 +212,9 @@ def emit_fully_connected(ctx, op):
             macs=rows * cols * (x.size // cols) * len(ops),
             features=tuple(features)
             + (("MG_EXACT",) if exact else ())
-            + (() if blocked is not None else ("MG_FC_ROWS",)),
+            + (
+                () if blocked is not None and rows % 4 == 0 else ("MG_FC_ROWS",)
+            ),
         )
     )
 

@@ -141,7 +141,7 @@ static void mg_fc_blocked(const mg_fc_params *params, const int8_t *x,
   const int8_t *w = p->weights;
   const int full = p->cols & ~15, tail = p->cols & 15;
   int r, c, k;
-  for (r = 0; r < p->rows; r += 4) {
+  for (r = 0; r + 4 <= p->rows; r += 4) {
     int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
     if (p->bias) {
       a0 = p->bias[r], a1 = p->bias[r + 1];
@@ -238,12 +238,12 @@ static void mg_fc_blocked(const mg_fc_params *params, const int8_t *x,
 }
 
 #if MG_FC_ROWS
-/* Row-major weights, one row at a time. */
-static void mg_fc_rows(const mg_fc_params *p, const int8_t *x, int8_t *y0,
-                       int8_t *y1) {
-  const int8_t *w = p->weights;
+/* Row-major weights (from row r0 on), one row at a time. */
+static void mg_fc_rows(const mg_fc_params *p, int r0, const int8_t *x,
+                       int8_t *y0, int8_t *y1) {
+  const int8_t *w = p->weights + r0 * p->cols;
   int r, c, k;
-  for (r = 0; r < p->rows; ++r, w += p->cols) {
+  for (r = r0; r < p->rows; ++r, w += p->cols) {
     int32_t acc = p->bias ? p->bias[r] : 0;
     for (c = 0; c < p->cols; ++c) acc += (int32_t)w[c] * x[c];
     for (k = 0; k < p->outputs; ++k) (k ? y1 : y0)[r] = mg_fc_out(p, k, r, acc);
@@ -257,11 +257,14 @@ MG_KERNEL void mg_fully_connected(const mg_fc_params *p, const int8_t *x,
   for (b = 0; b < p->batches; ++b) {
 #if MG_FC_ROWS
     if (!p->blocked) {
-      mg_fc_rows(p, x, y0, y1);
+      mg_fc_rows(p, 0, x, y0, y1);
     } else
 #endif
     {
       mg_fc_blocked(p, x, y0, y1);
+#if MG_FC_ROWS
+      if (p->rows & 3) mg_fc_rows(p, p->rows & ~3, x, y0, y1);
+#endif
     }
     x += p->cols;
     y0 += p->rows;

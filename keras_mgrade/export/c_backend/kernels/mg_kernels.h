@@ -209,10 +209,10 @@ MG_INLINE int32_t mg_mbqm_fast(int32_t x, int32_t mult, int shift) {
 /* @section fc */
 /* FULLY_CONNECTED with per-channel int8 weights. The input zero point is
  * folded into `bias` at generation time (bias - zp_in * sum of the row).
- * Weights are row-major, or with `blocked` (rows a multiple of 4) in
- * blocks of 4 rows x 16 columns ([rows / 4][cols / 16][4][16], then
- * [4][cols % 16] for the last columns of each group of rows) so that every
- * path reads them in order. One accumulator feeds one or two requantized outputs: two
+ * Weights are row-major, or with `blocked` in blocks of 4 rows x 16
+ * columns ([rows / 4][cols / 16][4][16], then [4][cols % 16] for the last
+ * columns of each group of rows, then the last rows % 4 rows row-major)
+ * so that every path reads them in order. One accumulator feeds one or two requantized outputs: two
  * TFLite operators on the same input, weights and bias that differ only
  * in output quantization (the candidate activation of MinGRU). */
 typedef struct {
