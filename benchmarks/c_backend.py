@@ -324,9 +324,33 @@ def results_markdown(rows, seconds):
         "instructions under QEMU (a TCG plugin), not cycles.",
         "",
     ]
+    lines += NOTES + [""]
     for row in rows:
         lines += model_section(row)
     return "\n".join(lines)
+
+
+NOTES = [
+    "How the numbers are counted:",
+    "",
+    "- flash: `.text + .rodata + .data` of the model object (`mgrade.c`"
+    " compiled alone): weights, folded biases, packed per-channel"
+    " requantization, tables, parameter structs and every kernel; it calls"
+    " no library function (checked with `arm-none-eabi-nm -u`).",
+    "- RAM: the `mgrade_state` struct (the caller's) + the static scratch"
+    " (`.bss` of the model object) + the stack high-water of the step calls"
+    " (painted stack, deepest word touched during 256 calls). The int8"
+    " classifier file leaves the mean pooling to the firmware: its running"
+    " sum (4 × int32 = 16 B for the quickstart) is not in these numbers;"
+    " the analytic footprint counts the pooling's two states (5 B).",
+    "- instructions: QEMU TCG plugin, executed instructions between two"
+    " markers around 256 calls (the driver's loop, ~10 instructions per"
+    " call, included), divided by the calls; per MAC with the file's"
+    " FULLY_CONNECTED and DEPTHWISE_CONV_2D multiply-accumulates.",
+    "- -O2 and -Os are the model object's optimisation flags"
+    " (`arm-none-eabi-gcc -mthumb -mcpu=cortex-m4 -mfloat-abi=soft` or"
+    " `-mcpu=cortex-m55 -mfloat-abi=hard`).",
+]
 
 
 def model_section(row):
