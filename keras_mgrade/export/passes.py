@@ -197,3 +197,138 @@ def _prune_tensors(graph, k, sub):
         for entry in sig.inputs + sig.outputs:
             entry.tensorIndex = new_index[int(entry.tensorIndex)]
     return removed
+
+
+_NUMPY_TYPES = {0: "float32", 2: "int32", 9: "int8", 7: "int16"}
+
+
+def tensor_array(graph, sub, index):
+    """The data of constant tensor `index` as a numpy array (a copy)."""
+    tensor = sub.tensors[index]
+    data = bytes(graph.buffers[tensor.buffer].data)
+    dtype = _NUMPY_TYPES[int(tensor.type)]
+    return np.frombuffer(data, dtype).reshape(tuple(tensor.shape)).copy()
+
+
+def set_input_array(graph, sub, op, position, array):
+    """Gives input `position` of `op` the constant data `array`, in a new
+    tensor and buffer of its own (the old tensor may be shared)."""
+    import copy
+
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    buffer = schema.BufferT()
+    buffer.data = np.frombuffer(np.ascontiguousarray(array).tobytes(), "uint8")
+    graph.buffers.append(buffer)
+    tensor = copy.deepcopy(sub.tensors[int(op.inputs[position])])
+    tensor.buffer = len(graph.buffers) - 1
+    sub.tensors.append(tensor)
+    inputs = [int(i) for i in op.inputs]
+    inputs[position] = len(sub.tensors) - 1
+    op.inputs = np.array(inputs, "int32")
+
+
+def fuse_depthwise_bias(graph, op_name):
+    """Moves a per-channel constant ADD after a DEPTHWISE_CONV_2D into the
+    convolution's bias (see the module docstring); returns how many.
+
+    The converter folds such an addition into the FULLY_CONNECTED ops
+    that read the convolution (their biases absorb `W c`) and keeps the
+    ADD for the other readers. Here the convolution adds `c` itself, and
+    the biases of those FULLY_CONNECTED ops give `W c` back; in int8 the
+    convolution then writes on the ADD's output grid, and their biases
+    are requantized to it."""
+    sub = graph.subgraphs[0]
+    fused = 0
+    for conv in list(sub.operators):
+        if op_name(graph, conv) != "DEPTHWISE_CONV_2D":
+            continue
+        plan = _bias_add_plan(graph, sub, conv, op_name)
+        if plan is None:
+            continue
+        add, constant, fully_connected = plan
+        _fuse(graph, sub, conv, add, constant, fully_connected)
+        fused += 1
+    return fused
+
+
+def _bias_add_plan(graph, sub, conv, op_name):
+    t = int(conv.outputs[0])
+    readers = consumers(sub).get(t, [])
+    adds = [op for op in readers if op_name(graph, op) == "ADD"]
+    others = [op for op in readers if op not in adds]
+    if len(adds) != 1 or len(conv.inputs) < 3 or conv.inputs[2] < 0:
+        return None
+    if any(op_name(graph, op) != "FULLY_CONNECTED" for op in others):
+        return None
+    add = adds[0]
+    constant = [int(i) for i in add.inputs if int(i) != t]
+    channels = int(sub.tensors[t].shape[-1])
+    if (
+        len(constant) != 1
+        or graph.buffers[sub.tensors[constant[0]].buffer].data is None
+    ):
+        return None
+    if int(np.prod(sub.tensors[constant[0]].shape)) != channels:
+        return None
+    return add, constant[0], others
+
+
+def _real(graph, sub, index):
+    """The real values of constant tensor `index` (dequantized)."""
+    values = tensor_array(graph, sub, index).astype("float64")
+    q = sub.tensors[index].quantization
+    if q is None or q.scale is None or len(q.scale) == 0:
+        return values
+    # Per-channel parameters lie along the quantized dimension.
+    shape = [1] * values.ndim
+    if len(q.scale) > 1:
+        shape[q.quantizedDimension] = -1
+    scale = np.asarray(q.scale, "float64").reshape(shape or ())
+    zero = np.asarray(q.zeroPoint, "float64")
+    zero = zero.reshape(shape or ()) if zero.size > 1 else zero.reshape(())
+    return (values - zero) * scale
+
+
+def _fuse(graph, sub, conv, add, constant, fully_connected):
+    t, out = int(conv.outputs[0]), int(add.outputs[0])
+    c = _real(graph, sub, constant).reshape(-1)
+    integer = sub.tensors[t].type == 9
+    bias = int(conv.inputs[2])
+    if integer:
+        s_in = float(sub.tensors[int(conv.inputs[0])].quantization.scale[0])
+        s_w = np.asarray(sub.tensors[int(conv.inputs[1])].quantization.scale)
+        value = tensor_array(graph, sub, bias) + np.round(c / (s_in * s_w))
+        set_input_array(graph, sub, conv, 2, value.astype("int32"))
+    else:
+        value = tensor_array(graph, sub, bias) + c
+        set_input_array(graph, sub, conv, 2, value.astype("float32"))
+    old_q = sub.tensors[t].quantization
+    for op in fully_connected:
+        _unfold(graph, sub, op, c, old_q, sub.tensors[out].quantization)
+    sub.tensors[t].quantization = sub.tensors[out].quantization
+    for op in sub.operators:
+        op.inputs = np.array(
+            [t if int(i) == out else int(i) for i in op.inputs], "int32"
+        )
+    sub.outputs = np.array(
+        [t if int(i) == out else int(i) for i in sub.outputs], "int32"
+    )
+    sub.operators = [op for op in sub.operators if op is not add]
+
+
+def _unfold(graph, sub, op, c, old_q, new_q):
+    """The bias of FULLY_CONNECTED `op` without the `W c` the converter
+    folded into it, for an input now carrying `c` (and, in int8, the new
+    input quantization `new_q`)."""
+    weights = _real(graph, sub, int(op.inputs[1]))  # (out, in)
+    bias = int(op.inputs[2])
+    if old_q is None or old_q.scale is None or len(old_q.scale) == 0:
+        value = tensor_array(graph, sub, bias) - weights @ c
+        set_input_array(graph, sub, op, 2, value.astype("float32"))
+        return
+    s_w = np.asarray(sub.tensors[int(op.inputs[1])].quantization.scale)
+    real = tensor_array(graph, sub, bias) * float(old_q.scale[0]) * s_w
+    real = real - weights @ c
+    value = np.round(real / (float(new_q.scale[0]) * s_w))
+    set_input_array(graph, sub, op, 2, value.astype("int32"))

@@ -105,6 +105,7 @@ def rewrite(
     graph = read_graph(flat)
     _order_io(graph, num_states)
     stats = {"reshapes_folded": passes.fold_io_reshapes(graph, op_name)}
+    stats["biases_fused"] = passes.fuse_depthwise_bias(graph, op_name)
     if quantize == "int8":
         stats["negligible_adds"] = passes.drop_negligible_adds(graph, op_name)
     stats["operators_per_layer"] = _operators_per_layer(graph, layer_names)
