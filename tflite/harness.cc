@@ -1,79 +1,119 @@
 // TFLite Micro harness for a keras_mgrade streaming model (state "io").
 //
-// Build it with the TFLite Micro sources (or X-CUBE-AI's TFLite Micro
-// runtime) and the files `keras-mgrade export --out DIR` writes:
-// model_data.h/.cc (the flatbuffer) and model_ops.h (its op resolver).
+// API (identical in harness.cc and harness_variables.cc; all return 0 on
+// success):
+//   int mgrade_setup(void);
+//       Builds the interpreter in the arena and sets the zero state. Call
+//       once at start-up; calling it again after success does nothing.
+//       1: an op could not be registered, 2: the model's schema version is
+//       not supported, 3: AllocateTensors failed (arena too small: raise
+//       MGRADE_ARENA_BYTES).
+//   int mgrade_step(const int8_t* x, int8_t* y);
+//       One sample: x (quantized with input 0's scale and zero point,
+//       input(0)->bytes long) in, y (output(0)->bytes long) out.
+//       4: mgrade_setup() has not succeeded, 5: Invoke failed.
+//   int mgrade_reset(void);
+//       Restores the zero state (start of a new stream). 4: not set up.
+//   size_t mgrade_arena_used_bytes(void);
+//       Bytes of the arena in use after setup (0 before). Not the
+//       smallest working MGRADE_ARENA_BYTES: AllocateTensors needs more
+//       while it plans the memory (quickstart on Cortex-M4: 15,432 B in
+//       use, 21,380 B needed).
+//
+// Arena: MGRADE_ARENA_BYTES (define it on the command line, e.g.
+// -DMGRADE_ARENA_BYTES=24576, from the export report's arena estimate plus
+// a margin). The default fits the quickstart int8 file with a margin: its
+// smallest working arena is 21,380 B on Cortex-M4 and M55 with the
+// reference kernels, 21,932 B with CMSIS-NN on M4, 25,436 B with CMSIS-NN
+// on M55 (default 28 KiB) and 27,784 B on a 64-bit host (default 32 KiB).
+// mgrade_setup() returns 3 when the arena is too small.
+//
+// No static constructors or destructors: the resolver and the interpreter
+// are built with placement new in static storage, so the file links
+// bare-metal with -nostartfiles (no __dso_handle, no __cxa_atexit, no
+// __cxa_guard_*) and needs no C++ runtime start-up.
 //
 // Contract of the file: input 0 is x_t, inputs 1..k the states; output 0 is
 // y_t, outputs 1..k the new states in the same order. In int8 every state's
 // input and output have the same scale and zero point, so after each invoke
 // the output bytes are copied to the input unchanged.
 
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <new>
 
 #include "model_data.h"
 #include "model_ops.h"
 #include "tensorflow/lite/micro/micro_interpreter.h"
 #include "tensorflow/lite/schema/schema_generated.h"
 
+#ifndef MGRADE_ARENA_BYTES
+#if UINTPTR_MAX > 0xFFFFFFFFu
+#define MGRADE_ARENA_BYTES (32 * 1024)  // 64-bit host
+#else
+#define MGRADE_ARENA_BYTES (28 * 1024)  // 32-bit MCU
+#endif
+#endif
+
 namespace {
 
-// Set from the report's "arena_bytes" (measured) plus a margin.
-constexpr size_t kArenaSize = 64 * 1024;
-alignas(16) uint8_t g_arena[kArenaSize];
+alignas(16) uint8_t g_arena[MGRADE_ARENA_BYTES];
+alignas(ModelOpResolver) uint8_t g_resolver_storage[sizeof(ModelOpResolver)];
+alignas(tflite::MicroInterpreter) uint8_t
+    g_interpreter_storage[sizeof(tflite::MicroInterpreter)];
 
-tflite::MicroInterpreter* g_interpreter = nullptr;
+tflite::MicroInterpreter* g_interpreter = nullptr;  // non-null once set up
+
+void SetZeroState() {
+  // A real 0.0 is the zero point in int8; 0 otherwise (float, int16).
+  for (size_t i = 1; i < g_interpreter->inputs_size(); ++i) {
+    TfLiteTensor* s = g_interpreter->input(i);
+    const int zero = s->type == kTfLiteInt8 ? s->params.zero_point : 0;
+    memset(s->data.raw, zero, s->bytes);
+  }
+}
 
 }  // namespace
 
-// Call once at start-up. Returns 0 on success.
-extern "C" int mgrade_setup() {
-  static ModelOpResolver resolver;
-  if (RegisterModelOps(resolver) != kTfLiteOk) return 1;
+extern "C" int mgrade_setup(void) {
+  if (g_interpreter != nullptr) return 0;
   const tflite::Model* model = tflite::GetModel(g_model_data);
-  static tflite::MicroInterpreter interpreter(model, resolver, g_arena,
-                                              kArenaSize);
-  if (interpreter.AllocateTensors() != kTfLiteOk) return 2;
-  g_interpreter = &interpreter;
-  // Zero (initial) state: a real 0.0 is the zero point in int8.
-  for (size_t i = 1; i < interpreter.inputs_size(); ++i) {
-    TfLiteTensor* s = interpreter.input(i);
-    const int8_t zero = static_cast<int8_t>(s->params.zero_point);
-    if (s->type == kTfLiteInt8) {
-      memset(s->data.int8, zero, s->bytes);
-    } else {
-      memset(s->data.raw, 0, s->bytes);
-    }
+  if (model->version() != TFLITE_SCHEMA_VERSION) return 2;
+  ModelOpResolver* resolver = new (g_resolver_storage) ModelOpResolver();
+  if (RegisterModelOps(*resolver) != kTfLiteOk) return 1;
+  tflite::MicroInterpreter* interpreter = new (g_interpreter_storage)
+      tflite::MicroInterpreter(model, *resolver, g_arena, sizeof(g_arena));
+  if (interpreter->AllocateTensors() != kTfLiteOk) {
+    interpreter->~MicroInterpreter();  // a later call may retry cleanly
+    return 3;
   }
+  g_interpreter = interpreter;
+  SetZeroState();
   return 0;
 }
 
-// Restores the initial state (e.g. at the start of a new stream).
-extern "C" void mgrade_reset() {
-  for (size_t i = 1; i < g_interpreter->inputs_size(); ++i) {
-    TfLiteTensor* s = g_interpreter->input(i);
-    const int8_t zero = static_cast<int8_t>(s->params.zero_point);
-    if (s->type == kTfLiteInt8) {
-      memset(s->data.int8, zero, s->bytes);
-    } else {
-      memset(s->data.raw, 0, s->bytes);
-    }
-  }
+extern "C" int mgrade_reset(void) {
+  if (g_interpreter == nullptr) return 4;
+  SetZeroState();
+  return 0;
 }
 
-// One sample: x (already quantized with input 0's scale and zero point,
-// input(0)->bytes long) in, y (output(0)->bytes long) out. Returns 0 on
-// success.
 extern "C" int mgrade_step(const int8_t* x, int8_t* y) {
+  if (g_interpreter == nullptr) return 4;
   TfLiteTensor* input = g_interpreter->input(0);
   memcpy(input->data.raw, x, input->bytes);
-  if (g_interpreter->Invoke() != kTfLiteOk) return 1;
-  memcpy(y, g_interpreter->output(0)->data.raw, g_interpreter->output(0)->bytes);
+  if (g_interpreter->Invoke() != kTfLiteOk) return 5;
+  const TfLiteTensor* output = g_interpreter->output(0);
+  memcpy(y, output->data.raw, output->bytes);
   // Feed the new states back: identical quantization, so a plain copy.
   for (size_t i = 1; i < g_interpreter->inputs_size(); ++i) {
     memcpy(g_interpreter->input(i)->data.raw,
            g_interpreter->output(i)->data.raw, g_interpreter->input(i)->bytes);
   }
   return 0;
+}
+
+extern "C" size_t mgrade_arena_used_bytes(void) {
+  return g_interpreter == nullptr ? 0 : g_interpreter->arena_used_bytes();
 }
