@@ -225,7 +225,12 @@ def lorenz_data(config):
 def train(kind, units, seed, data, epochs, batch_size=32):
     """Trains one model; returns it (best validation epoch restored)."""
     keras.utils.set_random_seed(seed)
-    model = build(kind, units, seed)
+    return train_model(build(kind, units, seed), data, epochs, batch_size)
+
+
+def train_model(model, data, epochs, batch_size=32):
+    """The training of every model here: Adam with cosine decay, gradient
+    clipping, the best validation epoch kept."""
     x, y = data["train"]
     steps = epochs * math.ceil(len(x) / batch_size)
     schedule = keras.optimizers.schedules.CosineDecay(3e-3, steps, alpha=0.05)

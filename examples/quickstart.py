@@ -11,16 +11,21 @@ the end): 4 classes. Steps:
    inputs/outputs, identical state quantization in and out);
 3. stream the test set through the TFLite Micro interpreter, one sample per
    invoke, feeding the state back;
-4. print float Keras vs int8 TFLite Micro accuracy and the memory table
-   against MCU budgets, and write `out/`: `model.keras`,
-   `model_int8.tflite` (+ `.json` report), the C sources, `report.md`,
-   and plots (learned delays; accuracy vs memory).
+4. print float Keras vs TFLite Micro accuracy and the deployed memory —
+   flash = the flatbuffer, RAM = the TFLite Micro arena measured on this
+   64-bit host and estimated for a 32-bit Cortex-M — of the float32 and
+   the int8 file, against MCU budgets; with the Keras GRU and LSTM of the
+   same int8 budget beside them when `benchmarks/deploy_compare.py` has
+   written its results (`--baselines`). `out/` gets `model.keras`,
+   `model_int8.tflite` and `model_float32.tflite` (+ `.json` reports), the
+   C sources, `report.md`, `results.json` and plots (learned delays;
+   accuracy vs deployed memory).
 
 Expected (this machine, 2 CPU cores): about 97-100 % test accuracy for
-both float Keras and int8 TFLite Micro (they differ by at most a point or
-two), a TFLite Micro arena of about 30 KB and a flatbuffer of 40-50 KB:
-it fits every budget except the 20 KB KWS class. `--fast` (fewer and shorter
-sequences) runs in under a minute.
+float Keras and both files on TFLite Micro (within a point or two); the
+int8 file is about 29 KB of flatbuffer and 23 KB of host arena (about
+18 KB on a Cortex-M), a third of the float32 file's. `--fast` (fewer and
+shorter sequences) runs in about a minute.
 
     KERAS_BACKEND=tensorflow python examples/quickstart.py [--fast]
 """
@@ -32,6 +37,27 @@ import time
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+
+def _import_quietly():
+    """Imports TensorFlow and the TFLite Micro runtime with their C++
+    start-up messages (absl, oneDNN, CUDA probing) sent to /dev/null; the
+    Python warnings and errors stay."""
+    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    try:
+        import tensorflow  # noqa: F401
+        from tflite_micro.python.tflite_micro import runtime  # noqa: F401
+    except ImportError:  # reported where the library needs them
+        pass
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
+
+
+_import_quietly()
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -104,12 +130,23 @@ def plots(model, out, rows):
     paths.append(os.path.join(out, "delays.png"))
     fig.savefig(paths[-1], dpi=100)
     plt.close(fig)
-    fig, ax = plt.subplots(figsize=(4.5, 3.2))
-    for label, kbytes, acc in rows:
-        ax.plot(kbytes, acc, "o")
-        ax.annotate(label, (kbytes, acc))
-    ax.set_xlabel("deploy memory (KiB, RAM + flash)")
-    ax.set_ylabel("test accuracy (%)")
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    for label, flash, ram, acc in rows:
+        ax.plot((flash + ram) / 1024, acc, "o")
+        ax.annotate(
+            f"{label}\n{flash / 1024:.1f} + {ram / 1024:.1f} KiB",
+            ((flash + ram) / 1024, acc),
+            fontsize=7,
+            textcoords="offset points",
+            xytext=(4, 4),
+        )
+    ax.set_xlim(left=0)
+    ax.set_xlabel(
+        "deployed on TFLite Micro, measured (KiB): flatbuffer + arena "
+        "(32-bit estimate)",
+        fontsize=8,
+    )
+    ax.set_ylabel("test accuracy on TFLite Micro (%)")
     fig.tight_layout()
     paths.append(os.path.join(out, "accuracy_vs_memory.png"))
     fig.savefig(paths[-1], dpi=100)
@@ -117,11 +154,56 @@ def plots(model, out, rows):
     return paths
 
 
+def _deployed(label, report, accuracy):
+    return dict(
+        label=label,
+        operators=report["operators"],
+        flash=report["flatbuffer_bytes"],
+        ram_host=report["arena_bytes"],
+        ram=report["arena"]["cortex_m_estimate_bytes"],
+        accuracy=f"{accuracy:.1f} %",
+        accuracy_value=accuracy,
+    )
+
+
+def _baselines(path):
+    """GRU/LSTM rows of `benchmarks/deploy_compare.py` (classification,
+    same int8 parameter budget; mean over its seeds), if it has run."""
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        runs = json.load(f).get("classify", {})
+    rows = []
+    for kind in ("gru", "lstm"):
+        if not runs.get(kind):
+            continue
+        r = runs[kind]
+        acc = 100.0 * np.array([run["int8_metric"] for run in r])
+        rows.append(
+            dict(
+                label=f"Keras {kind.upper()} int8 (H={r[0]['units']}, "
+                f"{len(r)} seeds)",
+                operators=r[0]["operators"],
+                flash=r[0]["flatbuffer_bytes"],
+                ram_host=r[0]["arena_bytes"],
+                ram=r[0]["arena_32bit_estimate"],
+                accuracy=f"{acc.mean():.1f} ± {acc.std():.1f} %",
+                accuracy_value=float(acc.mean()),
+            )
+        )
+    return rows
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--fast", action="store_true", help="CI size")
     parser.add_argument("--out", default="out")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--baselines",
+        default=os.path.join("out", "deploy_compare", "results.json"),
+        help="benchmarks/deploy_compare.py results: GRU/LSTM rows",
+    )
     args = parser.parse_args(argv)
     start = time.perf_counter()
     n_train, n_test, timesteps, epochs = CONFIGS[
@@ -165,12 +247,23 @@ def main(argv=None):
     with open(path, "rb") as f:
         flat = f.read()
     c_paths = c_source.write_c_sources(flat, report["ops"], args.out)
+    float_path = os.path.join(args.out, "model_float32.tflite")
+    float_report = export_tflite(
+        model, float_path, check_data=x_test[:4], verbose=False
+    )
     print(f"streaming {n_test} test sequences through TFLite Micro")
-    predictions = stream_on_micro(path, x_test, report)
-    micro_acc = 100.0 * np.mean(predictions == y_test)
+    micro_acc = 100.0 * np.mean(stream_on_micro(path, x_test, report) == y_test)
+    float_micro_acc = 100.0 * np.mean(
+        stream_on_micro(float_path, x_test, float_report) == y_test
+    )
 
     fp = memory.footprint(model, "int8")
-    arena, flash = report["arena_bytes"], report["flatbuffer_bytes"]
+    deployed = [
+        _deployed("mGRADE float32", float_report, float_micro_acc),
+        _deployed("mGRADE int8", report, micro_acc),
+    ] + _baselines(args.baselines)
+    flash = report["flatbuffer_bytes"]
+    ram = report["arena"]["cortex_m_estimate_bytes"]
     lines = [
         "# keras_mgrade quickstart",
         "",
@@ -180,26 +273,49 @@ def main(argv=None):
         "| model | test accuracy |",
         "|---|---:|",
         f"| float32 Keras | {float_acc:.1f} % |",
+        f"| float32 TFLite Micro (one sample per invoke) | "
+        f"{float_micro_acc:.1f} % |",
         f"| int8 TFLite Micro (one sample per invoke) | {micro_acc:.1f} % |",
         "",
-        "## Memory (int8)",
+        "## Deployed on TFLite Micro (measured)",
+        "",
+        "Flash is the flatbuffer; RAM is the TFLite Micro arena, measured "
+        "on this 64-bit host, and its estimate for a 32-bit Cortex-M "
+        "(from TFLite Micro's struct sizes; its formula and terms are in "
+        "model_int8.json).",
+        "",
+        "| deployment | operators | flash (B) | RAM, host (B) "
+        "| RAM, 32-bit est. (B) | accuracy |",
+        "|---|---:|---:|---:|---:|---:|",
+        *(
+            f"| {d['label']} | {d['operators']} | {d['flash']:,} | "
+            f"{d['ram_host']:,} | {d['ram']:,} | {d['accuracy']} |"
+            for d in deployed
+        ),
+        "",
+        "int8 operators per layer: "
+        + ", ".join(
+            f"{name} {n}" for name, n in report["operators_per_layer"].items()
+        )
+        + f"; ops: {', '.join(report['ops'])}.",
+        "",
+        "## Analytic int8 footprint (`keras_mgrade.memory`)",
         "",
         fp.table(),
         "",
-        f"Analytic: parameters {fp.parameter_bytes} B, state "
-        f"{fp.state_bytes} B, peak activations {fp.activation_bytes} B.",
-        f"Measured: flatbuffer {flash} B, TFLite Micro arena {arena} B "
-        f"(ops: {', '.join(report['ops'])}).",
+        f"Parameters {fp.parameter_bytes} B, state {fp.state_bytes} B, "
+        f"peak activations {fp.activation_bytes} B.",
         "",
-        memory.budget_table(arena, flash),
+        "## The int8 file against MCU budgets (32-bit arena estimate)",
+        "",
+        memory.budget_table(ram, flash),
         "",
     ]
     text = "\n".join(lines)
     rows = [
-        ("float32 (analytic)", memory.footprint(model, "float32").total_bytes
-         / 1024, float_acc),
-        ("int8 TFLM (measured)", (arena + flash) / 1024, micro_acc),
-    ]  # fmt: skip
+        (d["label"], d["flash"], d["ram"], d["accuracy_value"])
+        for d in deployed
+    ]
     plot_paths = plots(model, args.out, rows)
     with open(os.path.join(args.out, "report.md"), "w") as f:
         f.write(text)
@@ -207,9 +323,9 @@ def main(argv=None):
         json.dump(
             {
                 "float_accuracy": float_acc,
+                "float_micro_accuracy": float_micro_acc,
                 "micro_accuracy": micro_acc,
-                "arena_bytes": arena,
-                "flatbuffer_bytes": flash,
+                "deployed": deployed,
                 "footprint": fp.as_dict(),
                 "seconds": time.perf_counter() - start,
             },
@@ -222,7 +338,7 @@ def main(argv=None):
         "wrote",
         ", ".join(
             [os.path.join(args.out, n) for n in ("model.keras", "report.md")]
-            + [path]
+            + [path, float_path]
             + sorted(c_paths.values())
             + plot_paths
         ),

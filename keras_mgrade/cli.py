@@ -11,8 +11,10 @@ its JSON report and the C sources (`model_data.h/.cc`, `model_ops.h`);
 with `--state variables` the file is `DIR/model_<precision>_variables.tflite`
 (states in resource variables, for TFLite Micro).
 `report` prints the memory table against MCU budgets: analytic for a
-`.keras` model, measured (flatbuffer and TFLite Micro arena) for a
-`.tflite` file.
+`.keras` model; for a `.tflite` file, the flatbuffer, the TFLite Micro
+arena measured on this (64-bit) host with its allocation record, and the
+estimated arena on a 32-bit Cortex-M, which the budget table uses
+(`keras_mgrade.export.estimate`).
 
 A mistake in the arguments or the files (a missing or unreadable file,
 data of the wrong shape, a model that cannot stream) prints one line,
@@ -82,7 +84,25 @@ def _export(args):
         )
         print("C sources:", ", ".join(sorted(paths.values())))
     print(json.dumps({k: report[k] for k in ("ops", "arena_bytes")}))
+    print(_arena_text(path, report["flatbuffer_bytes"], report["arena"]))
     return 0
+
+
+def _arena_text(path, flatbuffer_bytes, found):
+    """The deployed memory of a file, as the report and `report` say it."""
+    record = found["host_allocations"]
+    kinds = ", ".join(
+        f"{kind} {v['bytes']} B ({v['count']})"
+        for kind, v in record["kinds"].items()
+    )
+    return (
+        f"{path}: flatbuffer {flatbuffer_bytes} bytes (flash); TFLite Micro "
+        f"arena {found['host_bytes']} bytes measured on this 64-bit host, "
+        f"{found['cortex_m_estimate_bytes']} bytes estimated for a 32-bit "
+        f"Cortex-M (RAM)\nhost arena after allocation: head "
+        f"{record['head']} B (activations), tail {record['tail']} B "
+        f"(bookkeeping: {kinds})"
+    )
 
 
 def _load_model(path, keras):
@@ -120,16 +140,14 @@ def _report(args):
     from keras_mgrade import memory
 
     if args.model.endswith(".tflite"):
+        from keras_mgrade.export import estimate
         from keras_mgrade.export.arena import find_arena_size
         from keras_mgrade.export.arena import read_model
 
         flat = read_model(args.model, "MODEL")
-        arena = find_arena_size(flat)
-        print(
-            f"{args.model}: flatbuffer {len(flat)} bytes (flash), "
-            f"TFLite Micro arena {arena} bytes (RAM, measured)\n"
-        )
-        print(memory.budget_table(arena, len(flat)))
+        found = estimate.arena_report(flat, find_arena_size(flat))
+        print(_arena_text(args.model, len(flat), found) + "\n")
+        print(memory.budget_table(found["cortex_m_estimate_bytes"], len(flat)))
         return 0
     import keras
 

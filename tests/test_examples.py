@@ -39,9 +39,42 @@ def test_quickstart_fast(tmp_path):
         "model_data.h",
         "model_ops.h",
         "report.md",
+        "model_float32.tflite",
+        "results.json",
     ):
         assert (tmp_path / name).stat().st_size > 0, name
-    assert "int8 TFLite Micro" in (tmp_path / "report.md").read_text()
+    text = (tmp_path / "report.md").read_text()
+    assert "int8 TFLite Micro" in text and "32-bit" in text
+    results = json.loads((tmp_path / "results.json").read_text())
+    f32, i8 = results["deployed"][:2]
+    report = json.loads((tmp_path / "model_int8.json").read_text())
+    assert i8["flash"] == (tmp_path / "model_int8.tflite").stat().st_size
+    assert i8["ram_host"] == report["arena_bytes"]
+    assert i8["ram"] == report["arena"]["cortex_m_estimate_bytes"]
+    # Deployed, the int8 file is smaller than the float32 one.
+    assert i8["flash"] + i8["ram"] < f32["flash"] + f32["ram"]
+    assert abs(f32["accuracy_value"] - results["float_accuracy"]) <= 1.0
+
+
+def test_quickstart_reads_baselines(tmp_path):
+    quickstart = _load("quickstart")
+    run = dict(
+        units=66,
+        operators=18,
+        flatbuffer_bytes=21120,
+        arena_bytes=9135,
+        arena_32bit_estimate=7336,
+        int8_metric=0.5,
+    )
+    path = tmp_path / "results.json"
+    path.write_text(
+        json.dumps({"classify": {"gru": [run, run | {"int8_metric": 1.0}]}})
+    )
+    (row,) = quickstart._baselines(str(path))
+    assert row["label"] == "Keras GRU int8 (H=66, 2 seeds)"
+    assert (row["flash"], row["ram_host"], row["ram"]) == (21120, 9135, 7336)
+    assert row["accuracy"] == "75.0 ± 25.0 %"
+    assert quickstart._baselines(str(tmp_path / "absent.json")) == []
 
 
 @pytest.fixture

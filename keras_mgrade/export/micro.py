@@ -127,12 +127,15 @@ class StreamingInterpreter:
             _utils.check_positive_int("arena_size", arena_size)
         self.arena_size = int(arena_size or (1 << 20))
         metadata = stream_metadata(self.model_bytes)
-        if runtime == "litert" and collapsed_zero_points(self.model_bytes):
+        if runtime == "litert" and (
+            metadata.get("target") == "tflm"
+            or collapsed_zero_points(self.model_bytes)
+        ):
             raise ValueError(
-                "This file was shrunk for TFLite Micro (target='tflm'): "
-                "LiteRT rejects its collapsed per-channel zero points. Run "
-                "it with runtime='tflm', or export it with target='litert'. "
-                "Received: runtime='litert'"
+                "This file was made for TFLite Micro (target='tflm'): "
+                "LiteRT rejects its collapsed per-channel zero points and "
+                "unit-rank operator outputs. Run it with runtime='tflm', or "
+                "export it with target='litert'. Received: runtime='litert'"
             )
         if steps_per_invoke is None:
             steps_per_invoke = metadata.get("steps_per_invoke", 1)

@@ -12,6 +12,17 @@ Each pass works on the object tree of the TFLite schema
 - `drop_negligible_adds` (int8): an ADD of a constant smaller than half a
   step of its other input's grid, read only by RSQRT, is the identity on
   int8 values (the epsilon of a normalisation): RSQRT reads the input.
+- `fold_rank_reshapes` (TFLite Micro only): a RESHAPE that only adds or
+  drops unit dimensions (`(1, 32)` <-> `(1, 1, 1, 32)`) between the 2-D
+  step graph and the 4-D convolution window is removed where TFLite
+  Micro's kernels read the tensor in either rank: the producer (a
+  FULLY_CONNECTED or an elementwise ADD, SUB or MUL, whose output TFLite
+  Micro never resizes) writes the reshaped shape, or the readers (those
+  same kernels; elementwise ones then broadcast over the unit
+  dimensions) read the unreshaped tensor. LiteRT resizes such outputs
+  and would reject the file, so the pass runs for `target="tflm"`; the
+  exporter checks the file bit-identical on TFLite Micro to one without
+  it.
 - `prune`: tensors and buffers that nothing refers to any more.
 """
 
@@ -91,6 +102,61 @@ def drop_negligible_adds(graph, op_name):
         removed.append(op)
     sub.operators = [op for op in sub.operators if op not in removed]
     return len(removed)
+
+
+# Kernels whose TFLite Micro implementation reads their output shape from
+# the file and flattens (FULLY_CONNECTED) or broadcasts (elementwise) any
+# unit dimensions.
+RANK_FREE = ("FULLY_CONNECTED", "ADD", "SUB", "MUL")
+
+
+def fold_rank_reshapes(graph, op_name):
+    """Removes the RESHAPEs that only add or drop unit dimensions between
+    rank-free kernels (see the module docstring); returns how many."""
+    sub = graph.subgraphs[0]
+    io = {int(i) for i in sub.inputs} | {int(i) for i in sub.outputs}
+    removed = []
+    for op in list(sub.operators):
+        if op_name(graph, op) != "RESHAPE":
+            continue
+        source, target = int(op.inputs[0]), int(op.outputs[0])
+        if not _unit_reshape(sub, source, target) or {source, target} & io:
+            continue
+        made, used = producers(sub).get(source), consumers(sub)
+        readers = used.get(target, [])
+        if (
+            made is not None
+            and op_name(graph, made) in RANK_FREE
+            and used.get(source) == [op]
+        ):
+            sub.tensors[source].shape = np.array(
+                sub.tensors[target].shape, "int32"
+            )
+            kept = source
+        elif readers and all(op_name(graph, r) in RANK_FREE for r in readers):
+            kept = source
+        else:
+            continue
+        for reader in readers:
+            reader.inputs = np.array(
+                [kept if i == target else i for i in reader.inputs], "int32"
+            )
+        sub.operators.remove(op)
+        removed.append(op)
+    return len(removed)
+
+
+def _unit_reshape(sub, source, target):
+    """Whether tensors `source` and `target` differ only by unit
+    dimensions (and keep the last one)."""
+    a = [int(d) for d in sub.tensors[source].shape]
+    b = [int(d) for d in sub.tensors[target].shape]
+    return (
+        bool(a)
+        and bool(b)
+        and a[-1] == b[-1]
+        and [d for d in a if d != 1] == [d for d in b if d != 1]
+    )
 
 
 def _negligible_addend(graph, sub, op):

@@ -108,6 +108,8 @@ def rewrite(
     stats["biases_fused"] = passes.fuse_depthwise_bias(graph, op_name)
     if quantize == "int8":
         stats["negligible_adds"] = passes.drop_negligible_adds(graph, op_name)
+    if (stream or {}).get("target") == "tflm":
+        stats["reshapes_dropped"] = passes.fold_rank_reshapes(graph, op_name)
     stats["operators_per_layer"] = _operators_per_layer(graph, layer_names)
     stats["constants_shared"] = passes.dedup_constants(graph)
     _name_io(graph, num_states)

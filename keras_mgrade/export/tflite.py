@@ -16,6 +16,7 @@ import keras
 from keras_mgrade import core
 from keras_mgrade.export import arena
 from keras_mgrade.export import convert
+from keras_mgrade.export import estimate
 from keras_mgrade.export import request as request_checks
 from keras_mgrade.export import rewrite
 from keras_mgrade.export import shrink
@@ -98,8 +99,13 @@ def export_tflite(
     the file is the same whatever the training backend.
 
     Returns:
-        dict, the report: `ops`, `flatbuffer_bytes`, `arena_bytes`
-        (smallest TFLite Micro arena, measured), `inputs`/`outputs`
+        dict, the report: `ops`, `operators`, `tensors`,
+        `operators_per_layer`, `flatbuffer_bytes`, `shrink` (what the
+        TFLite Micro target removed), `arena_bytes` (smallest TFLite
+        Micro arena, measured with the 64-bit host runtime), `arena`
+        (that figure, the host's allocation record and the estimated
+        32-bit Cortex-M arena with its formula, see
+        `keras_mgrade.export.estimate`), `inputs`/`outputs`
         (name, shape, dtype, scale, zero point), `max_abs_deviation` (the
         file on TFLite Micro vs `model.predict` over the check sequences,
         at the model's own output: every step, or the host's mean or the
@@ -208,15 +214,14 @@ def _build(job):
         "host_pooling": "mean" if job.host_pooling else None,
         "target": request["target"],
     }
-    flat, layout, stats = rewrite.rewrite(
-        flat,
-        num_states,
-        request["quantize"],
-        request["state"],
-        stream,
-        [layer.name for layer in job.source.layers],
-    )
+    names = [layer.name for layer in job.source.layers]
+    args = (num_states, request["quantize"], request["state"])
+    converted = flat
+    flat, layout, stats = rewrite.rewrite(flat, *args, stream, names)
     unshrunk = flat
+    if request["target"] == "tflm":  # the reference without the TFLM passes
+        litert = dict(stream, target="litert")
+        unshrunk, _, _ = rewrite.rewrite(converted, *args, litert, names)
     flat, removed = shrink.shrink(flat, request["target"])
     ops_used = rewrite.op_names(flat)
     tflm_ops.check_ops(ops_used)
@@ -257,6 +262,7 @@ def _check(job, flat, built):
             "removed_bytes": built["removed"],
         },
         "arena_bytes": arena_bytes,
+        "arena": estimate.arena_report(flat, arena_bytes),
         **built["layout"],
         **verify.verify(
             job.model,
@@ -275,8 +281,25 @@ def _check(job, flat, built):
 
 
 def _log_result(log, report):
+    per_layer = ", ".join(
+        f"{name} {n}" for name, n in report["operators_per_layer"].items()
+    )
+    removed = ", ".join(
+        f"{what} {n} B"
+        for what, n in report["shrink"]["removed_bytes"].items()
+        if n
+    )
     log(
-        f"arena {report['arena_bytes']} bytes, max |file - model| = "
+        f"{report['operators']} operators ({per_layer}), "
+        f"{report['tensors']} tensors, flatbuffer "
+        f"{report['flatbuffer_bytes']} bytes (target {report['target']!r}"
+        + (f"; removed: {removed}" if removed else "")
+        + ")"
+    )
+    log(
+        f"arena {report['arena_bytes']} bytes (host; 32-bit Cortex-M "
+        f"estimate {report['arena']['cortex_m_estimate_bytes']} bytes), "
+        f"max |file - model| = "
         f"{report['max_abs_deviation']:.3g} over "
         f"{report['check_sequences']} sequences"
     )

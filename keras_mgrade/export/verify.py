@@ -143,7 +143,7 @@ def identical(flat, reference, sequences, arena):
     to `reference` on TFLite Micro over `sequences` (the shrunk file
     against the file as converted)."""
     runs = [
-        StreamingInterpreter(f, "tflm", arena + 1024) for f in (flat, reference)
+        StreamingInterpreter(f, "tflm", 2 * arena) for f in (flat, reference)
     ]
     k = runs[0].steps_per_invoke
     for sequence in sequences:

@@ -42,13 +42,14 @@ def state_shapes(layer):
 
 def cost(layer, nbytes):
     """The kernel, recurrent kernel and biases; the state; the working
-    set of one step (input, gates and candidate, states)."""
+    set of one step: the input, the input and recurrent projections (one
+    value per gate each) and the states."""
     cell = layer.cell
     gates = 4 if isinstance(layer, keras.layers.LSTM) else 3
     kernel = matrix_cost(cell.kernel, cell.bias, nbytes)
     recurrent = matrix_cost(cell.recurrent_kernel, None, nbytes)
     states = len(state_shapes(layer)) * layer.units
-    working = int(cell.kernel.shape[0]) + (gates + 1) * layer.units + states
+    working = int(cell.kernel.shape[0]) + 2 * gates * layer.units + states
     return type(kernel)(
         parameters=kernel.parameters + recurrent.parameters,
         parameter_bytes=kernel.parameter_bytes + recurrent.parameter_bytes,

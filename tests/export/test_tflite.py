@@ -65,8 +65,16 @@ def test_float_file_matches_keras(tmp_path):
     path = str(tmp_path / "f32.tflite")
     report = export_tflite(model, path, check_data=x[:1], verbose=False)
     expected = to_numpy(model(x))
+    got = stream_file(path, x, "tflm")
+    assert np.max(np.abs(got - expected)) <= 1e-4
+    # The default file is made for TFLite Micro; LiteRT takes the
+    # target="litert" file, and both compute the model.
+    with pytest.raises(ValueError, match="target='litert'"):
+        stream_file(path, x, "litert")
+    lite = str(tmp_path / "f32_litert.tflite")
+    export_tflite(model, lite, check_data=x[:1], target="litert", verbose=False)
     for runtime in ("tflm", "litert"):
-        got = stream_file(path, x, runtime)
+        got = stream_file(lite, x, runtime)
         assert np.max(np.abs(got - expected)) <= 1e-4, runtime
     assert report["max_abs_deviation"] <= 1e-4
     assert [t["name"] for t in report["inputs"]] == [
@@ -170,6 +178,48 @@ def test_int8_trained_classifier(trained, tmp_path):
     assert all(np.array_equal(a, b) for a, b in zip(interp.states, out[1:]))
 
 
+@tf_only
+def test_int8_lean_file_for_tflite_micro(trained, tmp_path):
+    """The default int8 file (target "tflm") is the LiteRT file shrunk and
+    with TFLite Micro-only graph passes; on TFLite Micro it computes the
+    same bytes at every step."""
+    model, x, _ = trained
+    lite_path = str(tmp_path / "lite.tflite")
+    lean_path = str(tmp_path / "lean.tflite")
+    common = dict(quantize="int8", representative_data=x[:64], verbose=False)
+    lite = export_tflite(model, lite_path, target="litert", **common)
+    lean = export_tflite(model, lean_path, **common)
+    assert (lite["target"], lean["target"]) == ("litert", "tflm")
+    removed = lean["shrink"]["removed_bytes"]
+    assert removed["names and signatures"] > 0
+    assert removed["per-channel zero points"] > 0
+    assert lean["flatbuffer_bytes"] == os.path.getsize(lean_path)
+    assert lean["flatbuffer_bytes"] < lite["flatbuffer_bytes"]
+    assert lean["flatbuffer_bytes"] < lean["shrink"]["unshrunk_bytes"]
+    # Operators are counted per layer and add up to the file's.
+    per_layer = lean["operators_per_layer"]
+    assert sum(per_layer.values()) == lean["operators"]
+    assert 0 < per_layer["mgrade_0"] <= 34
+    assert lean["operators"] <= lite["operators"]
+    # The arena: measured on this host, and the 32-bit estimate beside it.
+    arena = lean["arena"]
+    assert arena["host_bytes"] == lean["arena_bytes"]
+    assert 0 < arena["cortex_m_estimate_bytes"] < arena["host_bytes"]
+    assert "estimate" in arena["cortex_m_estimate"]["note"]
+    # Bit-identical on TFLite Micro, every output of every step.
+    a = StreamingInterpreter(lite_path, "tflm")
+    b = StreamingInterpreter(lean_path, "tflm")
+    for sequence in x[500:503]:
+        a.reset()
+        b.reset()
+        for x_t in sequence:
+            x_q = a.inputs[0].to_file(x_t[None])
+            for u, v in zip(a.step_raw(x_q), b.step_raw(x_q)):
+                np.testing.assert_array_equal(u, v)
+    with pytest.raises(ValueError, match="target='litert'"):
+        StreamingInterpreter(lean_path, "litert")
+
+
 def test_int8_needs_calibration(tmp_path):
     model = _seq2seq()
     with pytest.raises(ValueError, match="representative_data=None"):
@@ -269,6 +319,7 @@ def io_and_variables(tmp_path_factory):
             str(out / f"{state}.tflite"),
             state=state,
             check_data=x,
+            target="litert",  # run on both runtimes below
             verbose=False,
         )
         for state in ("io", "variables")
@@ -374,7 +425,18 @@ def test_state_reaches_cli(tmp_path, monkeypatch):
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "wb") as f:
             f.write(b"\0" * 8)
-        return {"ops": ["ADD"], "arena_bytes": 1}
+        record = {"head": 0, "tail": 1, "kinds": {}}
+        arena = {
+            "host_bytes": 1,
+            "host_allocations": record,
+            "cortex_m_estimate_bytes": 1,
+        }
+        return {
+            "ops": ["ADD"],
+            "arena_bytes": 1,
+            "flatbuffer_bytes": 8,
+            "arena": arena,
+        }
 
     monkeypatch.setattr(tflite, "export_tflite", fake_export)
     out = str(tmp_path / "fw")

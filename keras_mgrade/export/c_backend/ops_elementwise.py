@@ -163,8 +163,11 @@ def unary_binary(graph, op):
 def broadcast(op, shape_a, shape_b, shape_out):
     """The outer x inner iteration (element strides per operand) of a
     numpy-style broadcast, or an error if it needs more than two loops."""
-    rank = len(shape_out)
-    shapes = [(1,) * (rank - len(s)) + tuple(s) for s in (shape_a, shape_b)]
+    rank = max(len(shape_a), len(shape_b), len(shape_out))
+    shapes = [
+        (1,) * (rank - len(s)) + tuple(s) for s in (shape_a, shape_b, shape_out)
+    ]
+    shape_out = shapes.pop()
     dims = []  # (size, stride_a, stride_b), innermost last
     strides = [1, 1]
     rows = []
