@@ -21,12 +21,14 @@ sequence operators, which TFLite Micro does not run), and streamed on the
 TFLite Micro interpreter one sample per invoke. The table gives, per
 model: flatbuffer bytes, the smallest TFLite Micro arena on this 64-bit
 host and its 32-bit Cortex-M estimate (`keras_mgrade.export.estimate`),
-operators, the host time of one invoke, and the float and int8 metric
+operators, the host time of one invoke (median over the seeds: this
+shared machine's timing noise), and the float and int8 metric
 (test accuracy, or NRMSE for the Lorenz regression), mean ± std over the
 seeds.
 
     KERAS_BACKEND=jax python benchmarks/deploy_compare.py [--fast]
         [--seeds 3] [--out out/deploy_compare]
+    python benchmarks/deploy_compare.py --tables out/deploy_compare/results.json
 
 JAX trains the GRU and LSTM fastest on this CPU (see `paper_tables.py`);
 the export runs in a TensorFlow process either way.
@@ -260,6 +262,8 @@ def table(task_name, rows):
         cells = []
         for key, _, fmt in COLUMNS:
             values = [r[key] for r in runs if r[key] is not None]
+            if key == "latency_us" and values:  # timing noise: the median
+                values = [float(np.median(values))]
             cells.append(fmt.format(values[0]) if values else "—")
         for key in ("float_metric", "int8_metric"):
             values = np.array([r[key] for r in runs])
@@ -273,7 +277,18 @@ def main(argv=None):
     parser.add_argument("--fast", action="store_true", help="tiny check")
     parser.add_argument("--seeds", type=int, default=None)
     parser.add_argument("--out", default=os.path.join("out", "deploy_compare"))
+    parser.add_argument(
+        "--tables",
+        metavar="RESULTS_JSON",
+        help="print the tables of an earlier run's results.json and exit",
+    )
     args = parser.parse_args(argv)
+    if args.tables:
+        with open(args.tables) as f:
+            for name, rows in json.load(f).items():
+                print(f"\n## {name}\n")
+                print(table(name, rows))
+        return
     config = CONFIGS["fast" if args.fast else "full"]
     seeds = args.seeds or (1 if args.fast else 3)
     start = time.perf_counter()

@@ -18,8 +18,10 @@ the end): 4 classes. Steps:
    same int8 budget beside them when `benchmarks/deploy_compare.py` has
    written its results (`--baselines`). `out/` gets `model.keras`,
    `model_int8.tflite` and `model_float32.tflite` (+ `.json` reports), the
-   C sources, `report.md`, `results.json` and plots (learned delays;
-   accuracy vs deployed memory).
+   C arrays of the file for TFLite Micro firmware, the same int8 step as
+   plain C without an interpreter (`c/mgrade.h`, `c/mgrade.c`;
+   `keras_mgrade.export.export_c`), `report.md`, `results.json` and
+   plots (learned delays; accuracy vs deployed memory).
 
 Expected (this machine, 2 CPU cores): about 97-100 % test accuracy for
 float Keras and both files on TFLite Micro (within a point or two); the
@@ -166,6 +168,32 @@ def _deployed(label, report, accuracy):
     )
 
 
+def _c_backend(path, out_dir):
+    """The int8 file as plain C (`export_c`); compiled for Cortex-M4 when
+    `arm-none-eabi-gcc` is installed, its flash (.text + .rodata) and
+    static RAM (.bss + .data) measured, else the generator's counts."""
+    from keras_mgrade.export import export_c
+    from keras_mgrade.export.c_backend import toolchain
+
+    c_report = export_c(path, out_dir)
+    row = dict(label="mGRADE int8, C backend", operators="—")
+    if toolchain.available()["arm-gcc"]:
+        obj = os.path.join(out_dir, "mgrade_cortex_m4.o")
+        sizes = toolchain.section_sizes(
+            toolchain.compile_model(out_dir, "mgrade", "cortex-m4", obj)
+        )
+        row["label"] += " (Cortex-M4 object; RAM: static, without stack)"
+        row["flash"] = sizes["text"] + sizes["rodata"]
+        row["ram_host"] = row["ram"] = sizes["bss"] + sizes["data"]
+    else:
+        row["label"] += " (constants + state + scratch)"
+        row["flash"] = c_report["const_bytes"]
+        row["ram_host"] = row["ram"] = (
+            c_report["state_bytes"] + c_report["scratch_bytes"]
+        )
+    return row
+
+
 def _baselines(path):
     """GRU/LSTM rows of `benchmarks/deploy_compare.py` (classification,
     same int8 parameter budget; mean over its seeds), if it has run."""
@@ -247,6 +275,7 @@ def main(argv=None):
     with open(path, "rb") as f:
         flat = f.read()
     c_paths = c_source.write_c_sources(flat, report["ops"], args.out)
+    c_deployed = _c_backend(path, os.path.join(args.out, "c"))
     float_path = os.path.join(args.out, "model_float32.tflite")
     float_report = export_tflite(
         model, float_path, check_data=x_test[:4], verbose=False
@@ -261,7 +290,12 @@ def main(argv=None):
     deployed = [
         _deployed("mGRADE float32", float_report, float_micro_acc),
         _deployed("mGRADE int8", report, micro_acc),
-    ] + _baselines(args.baselines)
+    ]
+    if c_deployed is not None:
+        # Bit-exact with TFLite Micro on the same file: the same accuracy.
+        deployed.append(dict(c_deployed, accuracy=f"{micro_acc:.1f} %",
+                             accuracy_value=micro_acc))  # fmt: skip
+    deployed += _baselines(args.baselines)
     flash = report["flatbuffer_bytes"]
     ram = report["arena"]["cortex_m_estimate_bytes"]
     lines = [

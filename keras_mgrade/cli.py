@@ -3,13 +3,16 @@
     keras-mgrade export MODEL.keras [--int8 [--calibration DATA.npy]]
                         [--out DIR_OR_FILE.tflite] [--steps-per-invoke K]
                         [--state io|variables] [--target tflm|litert]
+                        [--c DIR]
     keras-mgrade report MODEL.keras|MODEL.tflite
 
 `export` converts under the TensorFlow backend whatever backend the model
 was trained on; with `--out DIR` it writes `DIR/model_<precision>.tflite`,
 its JSON report and the C sources (`model_data.h/.cc`, `model_ops.h`);
 with `--state variables` the file is `DIR/model_<precision>_variables.tflite`
-(states in resource variables, for TFLite Micro).
+(states in resource variables, for TFLite Micro); with `--c DIR` (int8,
+state `io`) it also writes the step as plain C, `DIR/mgrade.h` and
+`DIR/mgrade.c`, with no interpreter (`keras_mgrade.export.export_c`).
 `report` prints the memory table against MCU budgets: analytic for a
 `.keras` model; for a `.tflite` file, the flatbuffer, the TFLite Micro
 arena measured on this (64-bit) host with its allocation record, and the
@@ -52,6 +55,13 @@ def _export(args):
             "shape (n, timesteps, features)), unless the model was trained "
             "with keras_mgrade.quantization.quantize_model"
         )
+    if args.c is not None and (not args.int8 or args.state != "io"):
+        raise ValueError(
+            "--c writes the int8 step as C, from an int8 file with the "
+            "state as inputs and outputs: it needs --int8 and --state io. "
+            f"Received: --c {args.c!r} with "
+            f"{'--int8' if args.int8 else 'no --int8'}, --state {args.state}"
+        )
     data = _load_array("--calibration", args.calibration, np)
     check = _load_array("--check", args.check, np)
     precision = "int8" if args.int8 else "float32"
@@ -85,6 +95,16 @@ def _export(args):
         print("C sources:", ", ".join(sorted(paths.values())))
     print(json.dumps({k: report[k] for k in ("ops", "arena_bytes")}))
     print(_arena_text(path, report["flatbuffer_bytes"], report["arena"]))
+    if args.c is not None:
+        from keras_mgrade.export import export_c
+
+        c_report = export_c(path, args.c)
+        print(
+            f"C backend: {', '.join(c_report['files'][:2])} (constants "
+            f"{c_report['const_bytes']} B, state {c_report['state_bytes']} "
+            f"B, scratch {c_report['scratch_bytes']} B, "
+            f"{c_report['macs_per_step']} MACs per step)"
+        )
     return 0
 
 
@@ -188,6 +208,11 @@ def main(argv=None):
         help="states as inputs/outputs (io) or resource variables",
     )
     exp.add_argument("--max-calibration-sequences", type=int, default=64)
+    exp.add_argument(
+        "--c",
+        metavar="DIR",
+        help="also write the int8 step as plain C (mgrade.h, mgrade.c) to DIR",
+    )
     exp.add_argument(
         "--target",
         default="tflm",

@@ -942,6 +942,15 @@ CASES = [
         ),
         tensorflow_only=True,
     ),
+    Case(
+        "cli_c_without_int8",
+        cli_error(
+            ["export", path("seq2seq.keras"), "--c", path("c")],
+            "--c writes the int8 step as C",
+            setup=_write_corrupt_files,
+        ),
+        tensorflow_only=True,
+    ),
     # --- datasets ----------------------------------------------------
     Case("speech_truncated_wav", _truncated_wav, "truncated"),
 ]

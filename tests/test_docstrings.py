@@ -14,7 +14,11 @@ from helpers import BACKEND
 
 import keras_mgrade
 
-EXPORT_ONLY = ("keras_mgrade.export.micro", "keras_mgrade.export.tflite")
+EXPORT_ONLY = (
+    "keras_mgrade.export.micro",
+    "keras_mgrade.export.tflite",
+    "keras_mgrade.export.c_backend.export",
+)
 MODULES = sorted(
     m.name
     for m in pkgutil.walk_packages(keras_mgrade.__path__, "keras_mgrade.")

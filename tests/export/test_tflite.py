@@ -299,6 +299,43 @@ def test_cli_report(tmp_path):
 
 
 @tf_only
+def test_cli_export_c(tmp_path):
+    """`keras-mgrade export --int8 --c DIR`: the C step of the exported
+    file, computing what TFLite Micro computes on it."""
+    import hashlib
+
+    from keras_mgrade import cli
+    from keras_mgrade.export.c_backend import toolchain
+
+    model = _seq2seq()
+    model_path, data_path = tmp_path / "m.keras", tmp_path / "x.npy"
+    model.save(model_path)
+    np.save(data_path, _x(batch=8, timesteps=32))
+    out, c_dir = tmp_path / "fw", tmp_path / "c"
+    args = ["export", str(model_path), "--int8", "--calibration"]
+    cli.main(args + [str(data_path), "--out", str(out), "--c", str(c_dir)])
+    flat = (out / "model_int8.tflite").read_bytes()
+    report = json.loads((c_dir / "mgrade_c.json").read_text())
+    assert report["source_sha256"] == hashlib.sha256(flat).hexdigest()
+    if not toolchain.available()["host-cc"]:
+        pytest.skip("no host C compiler")
+    driver = os.path.join(
+        os.path.dirname(__file__), "c_driver", "host_driver.c"
+    )
+    exe = toolchain.build_host(
+        str(c_dir), "mgrade", driver, str(tmp_path / "e")
+    )
+    interp = StreamingInterpreter(str(out / "model_int8.tflite"), "tflm")
+    x = _x(batch=1, timesteps=64)[0]
+    inputs = np.stack([interp.inputs[0].to_file(x_t[None]) for x_t in x])
+    expected = np.stack([interp.step_raw(q)[0].reshape(-1) for q in inputs])
+    got, _ = toolchain.run_host(
+        exe, inputs.reshape(len(x), -1), output_size=expected.shape[1]
+    )
+    np.testing.assert_array_equal(got, expected)
+
+
+@tf_only
 def test_step_model_of_int8_export_is_float_reference(trained):
     # The exporter's deviation check compares against the step model.
     model, x, _ = trained
