@@ -75,18 +75,24 @@ MG_INLINE int8_t mg_add_exact(const mg_add_q *q, int32_t big, int32_t small) {
  * elements done. */
 static int mg_add_mve(const mg_add_q *q, const int8_t *big,
                       const int8_t *small, int ss, int8_t *y, int n) {
+  /* Locals: the int8 stores could alias the constants otherwise. */
   const int32_t kb = q->sign_big * (1 << 19), cb = kb * q->off_big;
-  const int32_t rs = 1 << (q->e_small - 1), sign = q->sign_small;
-  const int32_t ro = (1 << (q->e_out - 1)) + q->out_zp * (1 << q->e_out);
+  const int32_t sign = q->sign_small, off = q->off_small * (1 << 20);
+  const int32_t ms = q->m_small, mo = q->m_out;
+  const int es = q->e_small, eo = q->e_out;
+  const int32_t ro = (1 << (eo - 1)) + q->out_zp * (1 << eo);
+  const int32x4_t scale = vdupq_n_s32(1 << 20);
   int32x4_t s = vdupq_n_s32(*small);
   int i;
   for (i = 0; i + 4 <= n; i += 4) {
     int32x4_t v;
     if (ss) s = vldrbq_s32(small + i);
-    v = vshlq_n_s32(vaddq_n_s32(s, q->off_small), 20);
-    v = mg_rq_q(v, q->m_small, q->e_small, rs);
+    /* the small part: RoundingDivideByPOT(SRDHM(.., ms), es), rounded
+     * half up after the sign fix */
+    v = vqrdmulhq_n_s32(vmlasq_n_s32(s, scale, off), ms);
+    v = vrshlq_n_s32(vaddq_s32(v, vshrq_n_s32(v, 31)), -es);
     v = vmlaq_n_s32(vmulq_n_s32(v, sign), vldrbq_s32(big + i), kb);
-    v = mg_rq_q(vaddq_n_s32(v, cb), q->m_out, q->e_out, ro);
+    v = mg_rq_q(vaddq_n_s32(v, cb), mo, eo, ro);
     vstrbq_s32(y + i, mg_sat8_q(v));
   }
   return i;

@@ -34,6 +34,15 @@ static void mg_requantize(const mg_channels_q *q, const int32_t *acc, int n,
     const int32_t zp2 = 2 * q->zp + 1;
     const uint32_t *rq = q->rq;
     if (table) {
+#if !defined(MG_MVE)
+      for (; c + 2 <= n; c += 2) { /* two at a time: fewer loop tests */
+        const int32_t v0 = mg_ssat8_half(mg_rq_channel(acc[c], rq[c], k, zp2));
+        const int32_t v1 =
+            mg_ssat8_half(mg_rq_channel(acc[c + 1], rq[c + 1], k, zp2));
+        y[c] = table[v0];
+        y[c + 1] = table[v1];
+      }
+#endif
       for (; c < n; ++c) {
         y[c] = table[mg_ssat8_half(mg_rq_channel(acc[c], rq[c], k, zp2))];
       }
@@ -69,22 +78,6 @@ static void mg_requantize(const mg_channels_q *q, const int32_t *acc, int n,
   "ldrd %[x2], %[x3], [%[xs], #2*" #J "+8]\n\t"                \
   MG_DOT_ROW("a0", #J) MG_DOT_ROW("a1", "16+" #J)              \
   MG_DOT_ROW("a2", "32+" #J) MG_DOT_ROW("a3", "48+" #J)
-/* The 16-column blocks of 4 rows: xs advances by 8 words, w by 64 bytes
- * per block, until xs reaches `end`. */
-#define MG_DOT_LOOP(BLOCK)                                             \
-  __asm("1:\n\t" BLOCK                                                 \
-        "adds %[xs], #32\n\t"                                          \
-        "adds %[w], #64\n\t"                                           \
-        "ldr %[u], %[end]\n\t"                                         \
-        "cmp %[xs], %[u]\n\t"                                          \
-        "bne 1b\n\t"                                                   \
-        : [a0] "+r"(a.a0), [a1] "+r"(a.a1), [a2] "+r"(a.a2),           \
-          [a3] "+r"(a.a3), [x0] "=&r"(x0), [x1] "=&r"(x1),             \
-          [x2] "=&r"(x2), [x3] "=&r"(x3), [t] "=&r"(t), [v] "=&r"(v),  \
-          [u] "=&r"(u), [xs] "+r"(xp), [w] "+r"(w)                     \
-        : [end] "m"(end)                                               \
-        : "cc")
-
 /* x[0..n), n a multiple of 4, as sign-extended halfword pairs: for the
  * bytes x0..x3 the words (x0, x2) and (x1, x3), which SMLAD pairs with
  * SXTB16 of a weight word and of the word rotated by 8. */
@@ -117,14 +110,6 @@ MG_INLINE mg_fc_acc mg_fc_dot4(const mg_fc_params *p, const int8_t *x,
     a.a0 = p->bias[r], a.a1 = p->bias[r + 1];
     a.a2 = p->bias[r + 2], a.a3 = p->bias[r + 3];
   }
-#if defined(MG_FC_SMLAD)
-  if (full) {
-    const uint32_t *xp = xs, *const end = xs + full / 2;
-    uint32_t x0, x1, x2, x3, t, v, u;
-    MG_DOT_LOOP(MG_DOT4X8(0) MG_DOT4X8(8));
-  }
-  (void)c;
-#else
   for (c = 0; c < full; c += 16, w += 64) {
 #if defined(MG_MVE)
     const int8x16_t xv = vld1q_s8(x + c);
@@ -141,7 +126,6 @@ MG_INLINE mg_fc_acc mg_fc_dot4(const mg_fc_params *p, const int8_t *x,
     }
 #endif
   }
-#endif
   for (j = 0; j < tail; ++j) { /* the last cols % 16 columns: [4][tail] */
     const int32_t v = x[full + j];
     a.a0 += w[j] * v;
@@ -153,16 +137,106 @@ MG_INLINE mg_fc_acc mg_fc_dot4(const mg_fc_params *p, const int8_t *x,
   return a;
 }
 
+#if defined(MG_FC_SMLAD)
+/* acc[0 ... rows4) = bias + the first `full` columns (a multiple of 16)
+ * of every block of 4 rows, the loop over the blocks in assembly too (the
+ * pointers that do not fit in registers stay on the stack); the `tail`
+ * last columns of each block are skipped. */
+static void mg_fc_blocks(const int32_t *bias, const int8_t *w,
+                         const uint32_t *xs, int full, int tail, int rows4,
+                         int32_t *acc) {
+  const int32_t *const bias_end = bias + rows4;
+  const uint32_t *const end = xs + full / 2;
+  const int skip = 4 * tail;
+  const uint32_t *xp;
+  mg_fc_acc a;
+  uint32_t x0, x1, x2, x3, t, v, u;
+  __asm("2:\n\t"
+        "ldr %[u], %[bias]\n\t"
+        "ldrd %[a0], %[a1], [%[u]]\n\t"
+        "ldrd %[a2], %[a3], [%[u], #8]\n\t"
+        "adds %[u], #16\n\t"
+        "str %[u], %[bias]\n\t"
+        "ldr %[xs], %[xs0]\n\t"
+        "1:\n\t" MG_DOT4X8(0) MG_DOT4X8(8)
+        "adds %[xs], #32\n\t"
+        "adds %[w], #64\n\t"
+        "ldr %[u], %[end]\n\t"
+        "cmp %[xs], %[u]\n\t"
+        "bne 1b\n\t"
+        "ldr %[u], %[skip]\n\t"
+        "add %[w], %[u]\n\t"
+        "ldr %[u], %[acc]\n\t"
+        "strd %[a0], %[a1], [%[u]]\n\t"
+        "strd %[a2], %[a3], [%[u], #8]\n\t"
+        "adds %[u], #16\n\t"
+        "str %[u], %[acc]\n\t"
+        "ldr %[u], %[bias_end]\n\t"
+        "ldr %[t], %[bias]\n\t"
+        "cmp %[t], %[u]\n\t"
+        "bne 2b\n\t"
+        : [a0] "=&r"(a.a0), [a1] "=&r"(a.a1), [a2] "=&r"(a.a2),
+          [a3] "=&r"(a.a3), [x0] "=&r"(x0), [x1] "=&r"(x1),
+          [x2] "=&r"(x2), [x3] "=&r"(x3), [t] "=&r"(t), [v] "=&r"(v),
+          [u] "=&r"(u), [xs] "=&r"(xp), [w] "+r"(w), [bias] "+m"(bias),
+          [acc] "+m"(acc)
+        : [end] "m"(end), [bias_end] "m"(bias_end), [xs0] "m"(xs),
+          [skip] "m"(skip)
+        : "memory", "cc");
+}
+
+/* acc[r] = from[r] + the last `tail` columns of every block of 4 rows
+ * (from: NULL for 0). */
+static void mg_fc_tails(const int8_t *w, const int8_t *x, int cols,
+                        int rows4, const int32_t *from, int32_t *acc) {
+  const int full = cols & ~15, tail = cols & 15;
+  int r, j;
+  for (r = 0; r < rows4; r += 4) {
+    const int8_t *wt = w + r * cols + 4 * full;
+    int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+    if (from) {
+      a0 = from[r], a1 = from[r + 1], a2 = from[r + 2], a3 = from[r + 3];
+    }
+    for (j = 0; j < tail; ++j) {
+      const int32_t v = x[full + j];
+      a0 += wt[j] * v;
+      a1 += wt[tail + j] * v;
+      a2 += wt[2 * tail + j] * v;
+      a3 += wt[3 * tail + j] * v;
+    }
+    acc[r] = a0, acc[r + 1] = a1, acc[r + 2] = a2, acc[r + 3] = a3;
+  }
+}
+#endif
+
 /* Phase 1: the accumulator of every row, 4 rows at a time, then the last
  * rows % 4 rows row-major. */
 static void mg_fc_accumulate(const mg_fc_params *p, const int8_t *x,
                              const uint32_t *xs, int32_t *acc) {
   const int8_t *w = p->weights;
-  int r;
-  for (r = 0; r + 4 <= p->rows; r += 4) {
+  int r = 0;
+#if defined(MG_FC_SMLAD)
+  const int rows4 = p->rows & ~3, full = p->cols & ~15;
+  if (rows4) {
+    const int32_t *bias = p->bias;
+    if (full) {
+      if (bias == NULL) { /* the blocks start from acc = 0 */
+        for (r = 0; r < rows4; ++r) acc[r] = 0;
+        bias = acc;
+      }
+      mg_fc_blocks(bias, w, xs, full, p->cols & 15, rows4, acc);
+      bias = acc;
+    }
+    if (p->cols & 15) mg_fc_tails(w, x, p->cols, rows4, bias, acc);
+    r = rows4;
+    w += rows4 * p->cols;
+  }
+#else
+  for (; r + 4 <= p->rows; r += 4) {
     const mg_fc_acc a = mg_fc_dot4(p, x, xs, &w, r);
     acc[r] = a.a0, acc[r + 1] = a.a1, acc[r + 2] = a.a2, acc[r + 3] = a.a3;
   }
+#endif
 #if MG_FC_ROWS
   for (; r < p->rows; ++r, w += p->cols) {
     int32_t a = p->bias ? p->bias[r] : 0;

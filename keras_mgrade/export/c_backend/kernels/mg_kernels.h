@@ -151,8 +151,19 @@ MG_INLINE int32_t mg_smmulr(int32_t a, int32_t b) {
 /* The fast requantization of x (|x| < 2^30) by m, right shift e >= 1,
  * plus a zero point: x2 = 2x, rz = 2^(e-1) + zp * 2^e. Unsaturated. */
 MG_INLINE int32_t mg_rq(int32_t x2, int32_t m, int e, int32_t rz) {
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+  /* With m >= 0 the sign of x2 may stand for the sign of v: they differ
+   * only when v = 0, and then subtracting 1 does not change the result
+   * (e >= 1). SMMLAR adds the rest: (t * 2^32 + x2 * m + 2^31) >> 32. */
+  int32_t r;
+  __asm("smmlar %0, %1, %2, %3"
+        : "=r"(r)
+        : "r"(x2), "r"(m), "r"(rz + (x2 >> 31)));
+  return r >> e;
+#else
   const int32_t v = mg_smmulr(x2, m);
   return (v + (v >> 31) + rz) >> e;
+#endif
 }
 
 /* Per-channel requantization, packed in 32 bits per channel: the

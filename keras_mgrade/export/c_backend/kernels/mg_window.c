@@ -166,13 +166,79 @@ static void mg_window_tail(const mg_window_params *p, const int8_t *fifo,
  * fresh row), the FIFO becomes the window's last `split` rows, written in
  * place: each row is read before the row it is copied to is overwritten.
  */
+#if defined(MG_MVE)
+/* n rows, `stride` bytes apart from x, of channels c ... c + 3 (weights
+ * w, 4 per row) and, with `two`, of c + 4 ... c + 7 (weights w2). */
+MG_INLINE void mg_window_mve_rows(int32x4_t *a0, int32x4_t *a1,
+                                  const int8_t *x, int stride,
+                                  const int8_t *w, const int8_t *w2, int n,
+                                  int two) {
+  int32x4_t s0 = *a0, s1 = *a1;
+  int t;
+  if (two) {
+    for (t = 0; t < n; ++t, x += stride, w += 4, w2 += 4) {
+      s0 = vaddq_s32(s0, vmulq_s32(vldrbq_s32(x), vldrbq_s32(w)));
+      s1 = vaddq_s32(s1, vmulq_s32(vldrbq_s32(x + 4), vldrbq_s32(w2)));
+    }
+  } else {
+    for (t = 0; t < n; ++t, x += stride, w += 4) {
+      s0 = vaddq_s32(s0, vmulq_s32(vldrbq_s32(x), vldrbq_s32(w)));
+    }
+  }
+  *a0 = s0, *a1 = s1;
+}
+
+/* dst[0 ... n) = src[0 ... n), dst <= src or the two apart. */
+MG_INLINE void mg_copy_forward_mve(int8_t *dst, const int8_t *src, int n) {
+  int i = 0;
+  for (; i + 16 <= n; i += 16) vst1q_s8(dst + i, vld1q_s8(src + i));
+  if (i < n) {
+    const mve_pred16_t m = vctp8q((uint32_t)(n - i));
+    vst1q_p_s8(dst + i, vld1q_z_s8(src + i, m), m);
+  }
+}
+
+/* The accumulators of the channels in groups of 4 (8 at a time), then,
+ * with `next`, the FIFO shifted by one row (16 bytes at a time: each
+ * chunk is read before the bytes below it are written). */
+static void mg_window_mve(const mg_window_params *p, const int8_t *fifo,
+                          const int8_t *fresh, int8_t *next, int32_t *acc) {
+  const int ch = p->channels, taps = p->taps, split = p->split;
+  const int full = ch & ~3;
+  int c, n;
+  for (c = 0; c < full; c += 8) {
+    const int two = c + 8 <= full;
+    const int8_t *w = p->weights + c * taps, *w2 = w + 4 * taps;
+    int32x4_t a0 = vldrwq_s32(p->bias + c), a1 = a0;
+    if (two) a1 = vldrwq_s32(p->bias + c + 4);
+    mg_window_mve_rows(&a0, &a1, fifo + c, ch, w, w2, split, two);
+    mg_window_mve_rows(&a0, &a1, fresh + c, ch, w + 4 * split,
+                       w2 + 4 * split, taps - split, two);
+    vstrwq_s32(acc + c, a0);
+    if (two) vstrwq_s32(acc + c + 4, a1);
+  }
+  if (next) {
+    n = (split - 1) * ch;
+    mg_copy_forward_mve(next, fifo + ch, n);
+    mg_copy_forward_mve(next + n, fresh, ch);
+  }
+}
+#endif
+
 MG_KERNEL void mg_dwconv_window(const mg_window_params *params,
                                 const int8_t *fifo, const int8_t *fresh,
                                 int8_t *y, int8_t *next) {
   const mg_window_params local = *params, *p = &local; /* see mg_fc */
   int32_t acc[MG_CHANNELS_MAX];
-  int c;
-  for (c = 0; c + 4 <= p->channels; c += 4) {
+  int c = 0;
+#if defined(MG_MVE)
+#if MG_WINDOW_TAIL
+  mg_window_tail(p, fifo, fresh, NULL, acc); /* before the shift */
+#endif
+  mg_window_mve(p, fifo, fresh, next, acc);
+  c = p->channels;
+#endif
+  for (; c + 4 <= p->channels; c += 4) {
     const mg_acc4 a = mg_window_group(p, c, fifo, fresh, next);
 #if defined(MG_MVE)
     vstrwq_s32(acc + c, a);
@@ -180,7 +246,7 @@ MG_KERNEL void mg_dwconv_window(const mg_window_params *params,
     acc[c] = a.a0, acc[c + 1] = a.a1, acc[c + 2] = a.a2, acc[c + 3] = a.a3;
 #endif
   }
-#if MG_WINDOW_TAIL
+#if MG_WINDOW_TAIL && !defined(MG_MVE)
   mg_window_tail(p, fifo, fresh, next, acc);
 #endif
   mg_requantize(&p->q, acc, p->channels, y);
