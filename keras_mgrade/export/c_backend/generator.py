@@ -75,6 +75,7 @@ def _body_and_kernels(plan, renderer):
         "MG_EXACT": 0,
         "MG_FC_ROWS": 0,
         "MG_RQ_PAIRS": 0,
+        "MG_BCAST": 0,
         "MG_WINDOW_TAIL": 0,
         "MG_FC_UNPACK": 1,
         "MG_CHANNELS_MAX": 1,

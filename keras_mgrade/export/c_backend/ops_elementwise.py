@@ -300,6 +300,9 @@ def emit_binary(ctx, op):
     shape = "NULL"
     if not plain:
         bc = broadcast(op, shapes[0], shapes[1], out.shape)
+        # [1, n] with [n]: the same n elements in the same order
+        plain = bc["outer"] == 1 and bc["a_inner"] == bc["b_inner"] == 1
+    if not plain:
         shape = "&" + ctx.struct("mg_bcast", bc, f"{name}_shape").name
     fields = {"shape": shape, "n": out.size, **fields}
     params = ctx.struct(ctype, fields, name)
@@ -314,9 +317,8 @@ def emit_binary(ctx, op):
             comment=f"{op.name} {list(a.shape)}, {list(b.shape)}",
             sections=(section,),
             elementwise=plain,
-            features=()
-            if fields.get("q", {}).get("fast", 1)
-            else ("MG_EXACT",),
+            features=(() if plain else ("MG_BCAST",))
+            + (() if fields.get("q", {}).get("fast", 1) else ("MG_EXACT",)),
         )
     )
 

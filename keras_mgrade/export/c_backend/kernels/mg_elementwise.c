@@ -9,16 +9,18 @@ typedef void (*mg_run)(const void *q, const int8_t *a, int sa,
 /* Runs an elementwise operator (constants `q`) over its shape. */
 static void mg_elementwise(const mg_ew *e, const void *q, mg_run run,
                            const int8_t *a, const int8_t *b, int8_t *y) {
+#if MG_BCAST
   const mg_bcast *s = e->shape;
   int o;
-  if (s == NULL) {
-    run(q, a, 1, b, 1, y, e->n);
+  if (s != NULL) {
+    for (o = 0; o < s->outer; ++o) {
+      run(q, a + o * s->a_outer, s->a_inner, b + o * s->b_outer,
+          s->b_inner, y + o * s->inner, s->inner);
+    }
     return;
   }
-  for (o = 0; o < s->outer; ++o) {
-    run(q, a + o * s->a_outer, s->a_inner, b + o * s->b_outer, s->b_inner,
-        y + o * s->inner, s->inner);
-  }
+#endif
+  run(q, a, 1, b, 1, y, e->n);
 }
 /* @end */
 
@@ -99,10 +101,47 @@ static int mg_add_mve(const mg_add_q *q, const int8_t *big,
 }
 #endif
 
+#if defined(MG_SIMD32) && !defined(MG_MVE)
+#define MG_ADD_ASM 1
+/* The fast path on contiguous operands (n >= 1), mg_add_small and
+ * mg_add_out in assembly (mg_rq with SMMLAR): 17 instructions an element,
+ * the two rounding constants read from the stack. */
+static void mg_add_dsp(const mg_add_k *constants, const int8_t *big,
+                       const int8_t *small, int8_t *y, int n) {
+  const mg_add_k k = *constants;
+  int32_t t0, t1;
+  __asm volatile("1:\n\t"
+        "ldrsb %[t0], [%[ps]], #1\n\t"
+        "add %[t0], %[cs], %[t0], lsl #21\n\t"
+        "ldr %[t1], %[rs]\n\t"
+        "add %[t1], %[t1], %[t0], asr #31\n\t"
+        "smmlar %[t0], %[t0], %[ms], %[t1]\n\t"
+        "asr %[t0], %[t0], %[es]\n\t"
+        "ldrsb %[t1], [%[pb]], #1\n\t"
+        "mla %[t1], %[t1], %[kb], %[cb]\n\t"
+        "mla %[t0], %[t0], %[ks], %[t1]\n\t"
+        "ldr %[t1], %[ro]\n\t"
+        "add %[t1], %[t1], %[t0], asr #31\n\t"
+        "smmlar %[t0], %[t0], %[mo], %[t1]\n\t"
+        "asr %[t0], %[t0], %[eo]\n\t"
+        "ssat %[t0], #8, %[t0]\n\t"
+        "strb %[t0], [%[py]], #1\n\t"
+        "subs %[n], #1\n\t"
+        "bne 1b\n\t"
+        : [t0] "=&r"(t0), [t1] "=&r"(t1), [pb] "+r"(big), [ps] "+r"(small),
+          [py] "+r"(y), [n] "+r"(n)
+        : [cs] "r"(k.cs), [ms] "r"(k.ms), [es] "r"(k.es), [kb] "r"(k.kb),
+          [cb] "r"(k.cb), [ks] "r"(k.ks), [mo] "r"(k.mo), [eo] "r"(k.eo),
+          [rs] "m"(k.rs), [ro] "m"(k.ro)
+        : "memory", "cc");
+}
+#endif
+
 static void mg_add_run(const void *constants, const int8_t *big, int sb,
                        const int8_t *small, int ss, int8_t *y, int n) {
   const mg_add_q *q = (const mg_add_q *)constants;
   int i = 0;
+  (void)sb, (void)ss; /* unused without MG_BCAST */
 #if MG_EXACT
   if (!q->fast) {
     for (; i < n; ++i, big += sb, small += ss) {
@@ -116,18 +155,25 @@ static void mg_add_run(const void *constants, const int8_t *big, int sb,
 #if defined(MG_MVE)
     if (sb == 1 && ss <= 1) i = mg_add_mve(q, big, small, ss, y, n);
 #endif
+#if MG_BCAST
     if (ss == 0) { /* a broadcast small operand: its part once */
       const int32_t part = mg_add_small(&k, *small);
       for (; i < n; ++i) y[i] = mg_sat8(mg_add_out(&k, big[i * sb], part));
-    } else if (sb == 1 && ss == 1) {
-      for (; i < n; ++i) {
-        y[i] = mg_sat8(mg_add_out(&k, big[i], mg_add_small(&k, small[i])));
-      }
-    } else {
+    } else if (sb != 1 || ss != 1) {
       for (; i < n; ++i) {
         y[i] = mg_sat8(
             mg_add_out(&k, big[i * sb], mg_add_small(&k, small[i * ss])));
       }
+    } else
+#endif
+    { /* both operands contiguous */
+#if defined(MG_ADD_ASM)
+      if (n > i) mg_add_dsp(&k, big + i, small + i, y + i, n - i);
+#else
+      for (; i < n; ++i) {
+        y[i] = mg_sat8(mg_add_out(&k, big[i], mg_add_small(&k, small[i])));
+      }
+#endif
     }
   }
 }
@@ -162,7 +208,7 @@ MG_INLINE int32_t mg_mul_fast(const mg_mul_k *k, int32_t a, int32_t b) {
   return mg_rq(((a + k->o1) * (b + k->o2)) << k->l1, k->m, k->e, k->r);
 }
 
-static void mg_mul_run(const void *constants, const int8_t *a, int sa,
+MG_INLINE void mg_mul_run(const void *constants, const int8_t *a, int sa,
                        const int8_t *b, int sb, int8_t *y, int n) {
   const mg_mul_q *q = (const mg_mul_q *)constants;
   int i = 0;

@@ -151,7 +151,7 @@ static void mg_fc_blocks(const int32_t *bias, const int8_t *w,
   const uint32_t *xp;
   mg_fc_acc a;
   uint32_t x0, x1, x2, x3, t, v, u;
-  __asm("2:\n\t"
+  __asm volatile("2:\n\t"
         "ldr %[u], %[bias]\n\t"
         "ldrd %[a0], %[a1], [%[u]]\n\t"
         "ldrd %[a2], %[a3], [%[u], #8]\n\t"
@@ -221,7 +221,8 @@ static void mg_fc_accumulate(const mg_fc_params *p, const int8_t *x,
     const int32_t *bias = p->bias;
     if (full) {
       if (bias == NULL) { /* the blocks start from acc = 0 */
-        for (r = 0; r < rows4; ++r) acc[r] = 0;
+        volatile int32_t *zero = acc; /* not a memset call */
+        for (r = 0; r < rows4; ++r) zero[r] = 0;
         bias = acc;
       }
       mg_fc_blocks(bias, w, xs, full, p->cols & 15, rows4, acc);

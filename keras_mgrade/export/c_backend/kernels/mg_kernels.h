@@ -51,6 +51,9 @@
 #ifndef MG_FC_UNPACK
 #define MG_FC_UNPACK 8 /* words of the widest unpacked FULLY_CONNECTED input */
 #endif
+#ifndef MG_BCAST
+#define MG_BCAST 1 /* elementwise operators that broadcast */
+#endif
 #ifndef MG_WINDOW_TAIL
 #define MG_WINDOW_TAIL 1 /* window convolutions with channels % 4 != 0 */
 #endif
