@@ -107,19 +107,20 @@ def needs_exact64(bias, rows, shifts):
 
 
 def blocked_weights(weights):
-    """[rows][cols] -> per group of 4 rows, blocks of 16 columns
-    ([4][16] each) then the last `cols % 16` columns ([4][tail]); the last
-    `rows % 4` rows follow row-major. None when there are fewer than 4
-    rows."""
+    """[rows][cols] -> per group of 4 rows, blocks of 16 columns ([4][16]
+    each); then per group of 4 rows the last `cols % 16` columns
+    ([4][tail]); then the last `rows % 4` rows row-major. None when there
+    are fewer than 4 rows."""
     rows, cols = weights.shape
     if rows < 4:
         return None
     full = cols - cols % 16
+    groups = weights[: rows - rows % 4].reshape(rows // 4, 4, cols)
     parts = []
-    for group in weights[: rows - rows % 4].reshape(rows // 4, 4, cols):
+    for group in groups:
         for c in range(0, full, 16):
             parts.append(group[:, c : c + 16].reshape(-1))
-        parts.append(group[:, full:].reshape(-1))
+    parts.extend(group[:, full:].reshape(-1) for group in groups)
     parts.append(weights[rows - rows % 4 :].reshape(-1))
     return np.concatenate(parts)
 

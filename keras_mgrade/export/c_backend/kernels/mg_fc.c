@@ -33,16 +33,47 @@ static void mg_requantize(const mg_channels_q *q, const int32_t *acc, int n,
     const int k = -q->base - 1;
     const int32_t zp2 = 2 * q->zp + 1;
     const uint32_t *rq = q->rq;
-    if (table) {
-#if !defined(MG_MVE)
-      for (; c + 2 <= n; c += 2) { /* two at a time: fewer loop tests */
-        const int32_t v0 = mg_ssat8_half(mg_rq_channel(acc[c], rq[c], k, zp2));
-        const int32_t v1 =
-            mg_ssat8_half(mg_rq_channel(acc[c + 1], rq[c + 1], k, zp2));
-        y[c] = table[v0];
-        y[c + 1] = table[v1];
+#if defined(MG_SIMD32) && !defined(MG_MVE)
+    if (n - c >= 2) { /* pairs of channels in assembly: mg_rq_channel */
+      const int32_t *a = acc + c, *const end = acc + c + ((n - c) & ~1);
+      const uint32_t *w = rq + c;
+      int8_t *o = y + c;
+      int32_t a0, a1, w0, w1, m;
+#define MG_RQ_ONE(A, W, LOOKUP)                        \
+  "lsl %[" A "], %[" A "], #1\n\t"                     \
+  "bic %[m], %[" W "], #0xC0000000\n\t"                \
+  "orr %[m], %[m], #0x40000000\n\t"                    \
+  "sub %[" W "], %[k], %[" W "], lsr #30\n\t"          \
+  "smmulr %[" A "], %[" A "], %[m]\n\t"                \
+  "add %[" A "], %[" A "], %[" A "], asr #31\n\t"      \
+  "asr %[" A "], %[" A "], %[" W "]\n\t"               \
+  "add %[" A "], %[" A "], %[zp2]\n\t"                 \
+  "ssat %[" A "], #8, %[" A "], asr #1\n\t" LOOKUP     \
+  "strb %[" A "], [%[o]], #1\n\t"
+#define MG_RQ_PAIRS_ASM(LOOKUP0, LOOKUP1)                                \
+  __asm volatile("1:\n\t"                                              \
+                 "ldrd %[a0], %[a1], [%[a]], #8\n\t"                   \
+                 "ldrd %[w0], %[w1], [%[w]], #8\n\t"                   \
+                 MG_RQ_ONE("a0", "w0", LOOKUP0)                         \
+                 MG_RQ_ONE("a1", "w1", LOOKUP1)                         \
+                 "cmp %[a], %[end]\n\t"                                \
+                 "bne 1b\n\t"                                          \
+                 : [a0] "=&r"(a0), [a1] "=&r"(a1), [w0] "=&r"(w0),      \
+                   [w1] "=&r"(w1), [m] "=&r"(m), [a] "+r"(a),           \
+                   [w] "+r"(w), [o] "+r"(o)                             \
+                 : [end] "r"(end), [k] "r"(k), [zp2] "r"(zp2),          \
+                   [tab] "r"(table)                                     \
+                 : "memory", "cc")
+      if (table) {
+        MG_RQ_PAIRS_ASM("ldrsb %[a0], [%[tab], %[a0]]\n\t",
+                        "ldrsb %[a1], [%[tab], %[a1]]\n\t");
+      } else {
+        MG_RQ_PAIRS_ASM("", "");
       }
+      c += (n - c) & ~1;
+    }
 #endif
+    if (table) {
       for (; c < n; ++c) {
         y[c] = table[mg_ssat8_half(mg_rq_channel(acc[c], rq[c], k, zp2))];
       }
@@ -78,15 +109,17 @@ static void mg_requantize(const mg_channels_q *q, const int32_t *acc, int n,
   "ldrd %[x2], %[x3], [%[xs], #2*" #J "+8]\n\t"                \
   MG_DOT_ROW("a0", #J) MG_DOT_ROW("a1", "16+" #J)              \
   MG_DOT_ROW("a2", "32+" #J) MG_DOT_ROW("a3", "48+" #J)
-/* x[0..n), n a multiple of 4, as sign-extended halfword pairs: for the
+/* x[0..n), n a multiple of 16, as sign-extended halfword pairs: for the
  * bytes x0..x3 the words (x0, x2) and (x1, x3), which SMLAD pairs with
  * SXTB16 of a weight word and of the word rotated by 8. */
 static void mg_fc_unpack(uint32_t *xs, const int8_t *x, int n) {
   int c;
-  for (c = 0; c < n; c += 4, xs += 2) {
-    const uint32_t v = mg_load32(x + c);
+  for (c = 0; c < n; c += 8, xs += 4) {
+    const uint32_t v = mg_load32(x + c), u = mg_load32(x + c + 4);
     xs[0] = (uint32_t)__sxtb16(v);
     xs[1] = (uint32_t)mg_sxtb16_ror8(v);
+    xs[2] = (uint32_t)__sxtb16(u);
+    xs[3] = (uint32_t)mg_sxtb16_ror8(u);
   }
 }
 #endif
@@ -96,12 +129,13 @@ typedef struct {
   int32_t a0, a1, a2, a3;
 } mg_fc_acc;
 
-/* The accumulators of 4 rows over 16-column blocks of weights w (then
- * the remaining columns), from the bias; returns them, w advanced. */
+/* The accumulators of 4 rows over 16-column blocks of weights w, then
+ * the remaining columns (weights wt), from the bias; returns them, w and
+ * wt advanced. */
 MG_INLINE mg_fc_acc mg_fc_dot4(const mg_fc_params *p, const int8_t *x,
                                const uint32_t *xs, const int8_t **weights,
-                               int r) {
-  const int8_t *w = *weights;
+                               const int8_t **tails, int r) {
+  const int8_t *w = *weights, *wt = *tails;
   const int full = p->cols & ~15, tail = p->cols & 15;
   mg_fc_acc a = {0, 0, 0, 0};
   int c, j;
@@ -128,26 +162,25 @@ MG_INLINE mg_fc_acc mg_fc_dot4(const mg_fc_params *p, const int8_t *x,
   }
   for (j = 0; j < tail; ++j) { /* the last cols % 16 columns: [4][tail] */
     const int32_t v = x[full + j];
-    a.a0 += w[j] * v;
-    a.a1 += w[tail + j] * v;
-    a.a2 += w[2 * tail + j] * v;
-    a.a3 += w[3 * tail + j] * v;
+    a.a0 += wt[j] * v;
+    a.a1 += wt[tail + j] * v;
+    a.a2 += wt[2 * tail + j] * v;
+    a.a3 += wt[3 * tail + j] * v;
   }
-  *weights = w + 4 * tail;
+  *weights = w;
+  *tails = wt + 4 * tail;
   return a;
 }
 
 #if defined(MG_FC_SMLAD)
 /* acc[0 ... rows4) = bias + the first `full` columns (a multiple of 16)
  * of every block of 4 rows, the loop over the blocks in assembly too (the
- * pointers that do not fit in registers stay on the stack); the `tail`
- * last columns of each block are skipped. */
+ * pointers that do not fit in registers stay on the stack). */
 static void mg_fc_blocks(const int32_t *bias, const int8_t *w,
-                         const uint32_t *xs, int full, int tail, int rows4,
+                         const uint32_t *xs, int full, int rows4,
                          int32_t *acc) {
   const int32_t *const bias_end = bias + rows4;
   const uint32_t *const end = xs + full / 2;
-  const int skip = 4 * tail;
   const uint32_t *xp;
   mg_fc_acc a;
   uint32_t x0, x1, x2, x3, t, v, u;
@@ -164,8 +197,6 @@ static void mg_fc_blocks(const int32_t *bias, const int8_t *w,
         "ldr %[u], %[end]\n\t"
         "cmp %[xs], %[u]\n\t"
         "bne 1b\n\t"
-        "ldr %[u], %[skip]\n\t"
-        "add %[w], %[u]\n\t"
         "ldr %[u], %[acc]\n\t"
         "strd %[a0], %[a1], [%[u]]\n\t"
         "strd %[a2], %[a3], [%[u], #8]\n\t"
@@ -180,19 +211,18 @@ static void mg_fc_blocks(const int32_t *bias, const int8_t *w,
           [x2] "=&r"(x2), [x3] "=&r"(x3), [t] "=&r"(t), [v] "=&r"(v),
           [u] "=&r"(u), [xs] "=&r"(xp), [w] "+r"(w), [bias] "+m"(bias),
           [acc] "+m"(acc)
-        : [end] "m"(end), [bias_end] "m"(bias_end), [xs0] "m"(xs),
-          [skip] "m"(skip)
+        : [end] "m"(end), [bias_end] "m"(bias_end), [xs0] "m"(xs)
         : "memory", "cc");
 }
 
 /* acc[r] = from[r] + the last `tail` columns of every block of 4 rows
- * (from: NULL for 0). */
+ * (weights w, [rows4 / 4][4][tail]; from: NULL for 0). */
 static void mg_fc_tails(const int8_t *w, const int8_t *x, int cols,
                         int rows4, const int32_t *from, int32_t *acc) {
   const int full = cols & ~15, tail = cols & 15;
   int r, j;
   for (r = 0; r < rows4; r += 4) {
-    const int8_t *wt = w + r * cols + 4 * full;
+    const int8_t *wt = w + r * tail;
     int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
     if (from) {
       a0 = from[r], a1 = from[r + 1], a2 = from[r + 2], a3 = from[r + 3];
@@ -225,18 +255,22 @@ static void mg_fc_accumulate(const mg_fc_params *p, const int8_t *x,
         for (r = 0; r < rows4; ++r) zero[r] = 0;
         bias = acc;
       }
-      mg_fc_blocks(bias, w, xs, full, p->cols & 15, rows4, acc);
+      mg_fc_blocks(bias, w, xs, full, rows4, acc);
       bias = acc;
     }
-    if (p->cols & 15) mg_fc_tails(w, x, p->cols, rows4, bias, acc);
+    if (p->cols & 15) {
+      mg_fc_tails(w + rows4 * full, x, p->cols, rows4, bias, acc);
+    }
     r = rows4;
     w += rows4 * p->cols;
   }
 #else
+  const int8_t *wt = w + (p->rows & ~3) * (p->cols & ~15);
   for (; r + 4 <= p->rows; r += 4) {
-    const mg_fc_acc a = mg_fc_dot4(p, x, xs, &w, r);
+    const mg_fc_acc a = mg_fc_dot4(p, x, xs, &w, &wt, r);
     acc[r] = a.a0, acc[r + 1] = a.a1, acc[r + 2] = a.a2, acc[r + 3] = a.a3;
   }
+  w = wt;
 #endif
 #if MG_FC_ROWS
   for (; r < p->rows; ++r, w += p->cols) {

@@ -269,9 +269,8 @@ typedef struct {
 /* FULLY_CONNECTED with per-channel int8 weights. The input zero point is
  * folded into `bias` at generation time (bias - zp_in * sum of the row).
  * Weights are in blocks of 4 rows x 16 columns ([rows / 4][cols / 16][4]
- * [16], then [4][cols % 16] for the last columns of each group of rows),
- * then the last rows % 4 rows row-major, so that every path reads them in
- * order. */
+ * [16]), then the last columns of each group of rows ([rows / 4][4][cols %
+ * 16]), then the last rows % 4 rows row-major. */
 typedef struct {
   const int8_t *weights;
   const int32_t *bias; /* NULL: no bias */
