@@ -104,10 +104,10 @@ def const_source(c):
         for i in range(0, len(values), per_line)
     ]
     comment = f"/* {c.comment} */\n" if c.comment else ""
+    align = " MG_ALIGNED" if c.ctype == "int8_t" else ""
     return (
-        f"{comment}static const {c.ctype} {c.name}[{len(values)}] = {{\n"
-        + "\n".join(lines)
-        + "\n};"
+        f"{comment}static const {c.ctype} {c.name}[{len(values)}]{align} = "
+        "{\n" + "\n".join(lines) + "\n};"
     )
 
 

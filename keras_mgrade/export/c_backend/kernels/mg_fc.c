@@ -179,7 +179,7 @@ MG_INLINE mg_fc_acc mg_fc_dot4(const mg_fc_params *p, const int8_t *x,
 static void mg_fc_blocks(const int32_t *bias, const int8_t *w,
                          const uint32_t *xs, int full, int rows4,
                          int32_t *acc) {
-  const int32_t *const bias_end = bias + rows4;
+  const int32_t *const acc_end = acc + rows4;
   const uint32_t *const end = xs + full / 2;
   const uint32_t *xp;
   mg_fc_acc a;
@@ -202,16 +202,15 @@ static void mg_fc_blocks(const int32_t *bias, const int8_t *w,
         "strd %[a2], %[a3], [%[u], #8]\n\t"
         "adds %[u], #16\n\t"
         "str %[u], %[acc]\n\t"
-        "ldr %[u], %[bias_end]\n\t"
-        "ldr %[t], %[bias]\n\t"
-        "cmp %[t], %[u]\n\t"
+        "ldr %[t], %[acc_end]\n\t"
+        "cmp %[u], %[t]\n\t"
         "bne 2b\n\t"
         : [a0] "=&r"(a.a0), [a1] "=&r"(a.a1), [a2] "=&r"(a.a2),
           [a3] "=&r"(a.a3), [x0] "=&r"(x0), [x1] "=&r"(x1),
           [x2] "=&r"(x2), [x3] "=&r"(x3), [t] "=&r"(t), [v] "=&r"(v),
           [u] "=&r"(u), [xs] "=&r"(xp), [w] "+r"(w), [bias] "+m"(bias),
           [acc] "+m"(acc)
-        : [end] "m"(end), [bias_end] "m"(bias_end), [xs0] "m"(xs)
+        : [end] "m"(end), [acc_end] "m"(acc_end), [xs0] "m"(xs)
         : "memory", "cc");
 }
 

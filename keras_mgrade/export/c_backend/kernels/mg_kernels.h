@@ -32,9 +32,13 @@
 #if defined(__GNUC__) || defined(__clang__)
 #define MG_INLINE static inline __attribute__((always_inline))
 #define MG_KERNEL static __attribute__((noinline))
+/* int8 constant arrays start on a word: the Cortex-M4 kernels read weights
+ * with LDRD, which faults on unaligned addresses. */
+#define MG_ALIGNED __attribute__((aligned(4)))
 #else
 #define MG_INLINE static inline
 #define MG_KERNEL static
+#define MG_ALIGNED
 #endif
 
 /* Kernel variants: a generated model defines these to 0 when none of its
