@@ -419,7 +419,7 @@ def test_tables_equal_tflite_micro_on_all_256_inputs(case):
     valid = ALL[ALL >= x_q[1]] if op_name == "RSQRT" else ALL
     x = np.resize(valid, 256)
     expected = _micro(data, [(x, ALL)])[0][: valid.size]
-    got = np.array(table(f), np.int8)[valid.astype(np.uint8)]
+    got = np.array(table(f), np.int8)[valid.astype(np.int64) + 128]
     np.testing.assert_array_equal(got, expected)
 
 
@@ -430,7 +430,7 @@ def test_square_is_a_table():
     f = unary_function(graph, graph.operators[0])
     expected = _micro(data, [(ALL, ALL)])[0]
     np.testing.assert_array_equal(
-        np.array(table(f), np.int8)[ALL.astype(np.uint8)], expected
+        np.array(table(f), np.int8)[ALL.astype(np.int64) + 128], expected
     )
 
 
@@ -488,6 +488,43 @@ def test_binary_kernels_on_cortex_m(case, tmp_path):
         )
         result = toolchain.run_firmware(elf, core, 256)
         np.testing.assert_array_equal(result["outputs"], host, err_msg=core)
+
+
+BROADCAST_CASES = [
+    ("ADD", (0.0206, 0), (0.0223, -26), (-77, 0.0086, -128)),
+    ("SUB", (0.0129, -54), (0.0080, -7), (90, 0.0086, -128)),
+    ("MUL", (0.13, 4), (0.0011, 2), (-9, 0.21, -9)),
+]
+
+
+@tf_only
+@needs_cc
+@pytest.mark.parametrize("case", BROADCAST_CASES, ids=lambda c: c[0])
+def test_broadcast_constant_runs_bit_exact(case, tmp_path):
+    """An arithmetic operator with a scalar constant runs (no table) with
+    its broadcasting loop: equal to TFLite Micro on all 256 inputs, on the
+    host and, where the toolchain is installed, on Cortex-M4 / M55."""
+    op_name, x_q, y_q, const = case
+    data = _op_file(op_name, [x_q], y_q, consts=(const,))
+    path = tmp_path / "op.tflite"
+    path.write_bytes(data)
+    out = str(tmp_path / "c")
+    export_c(str(path), out)
+    assert "#define MG_BCAST 1" in open(os.path.join(out, "mgrade.c")).read()
+    exe = toolchain.build_host(out, "mgrade", DRIVER, str(tmp_path / "host"))
+    expected = _micro(data, [(ALL, ALL)])
+    got, _ = toolchain.run_host(exe, ALL[None], 0, 256, states=ALL[None])
+    np.testing.assert_array_equal(got, expected)
+    available = toolchain.available()
+    if not (available["arm-gcc"] and available["qemu"]):
+        return
+    for core in ("cortex-m4", "cortex-m55"):
+        elf, _ = toolchain.build_firmware(
+            out, "mgrade", core, str(tmp_path / core), ALL[None],
+            states=ALL[None],
+        )  # fmt: skip
+        result = toolchain.run_firmware(elf, core, 256)
+        np.testing.assert_array_equal(result["outputs"], got, err_msg=core)
 
 
 # ----------------------------------------------------------- errors

@@ -10,15 +10,17 @@ from keras_mgrade.export.c_backend.planner import plan_memory
 
 # sizeof() of the parameter structs on 32-bit Arm (arm-none-eabi-gcc).
 STRUCT_BYTES = {
-    "mg_fc_params": 36,
-    "mg_dwconv_params": 52,  # incl. padding
-    "mg_add_params": 24,
-    "mg_mul_params": 20,
-    "mg_sqdiff_params": 36,
-    "mg_minmax_params": 12,
+    "mg_fc_params": 32,
+    "mg_window_params": 24,
+    "mg_dwconv_params": 40,
+    "mg_add_params": 28,
+    "mg_mul_params": 24,
+    "mg_sqdiff_params": 40,
+    "mg_minmax_params": 8,
     "mg_bcast": 12,
-    "mg_mean_params": 20,
-    "mg_lut_range_params": 12,
+    "mg_mean_params": 24,
+    "mg_norm_params": 92,
+    "mg_lut_params": 12,
 }
 
 
@@ -69,10 +71,20 @@ def _body_and_kernels(plan, renderer):
     if plan.scratch_bytes == 0:
         body.insert(0, "  (void)scratch;")
     sections = {"fill"}
-    flags = {"MG_EXACT": 0, "MG_FC_ROWS": 0, "MG_RQ_PAIRS": 0}
+    flags = {
+        "MG_EXACT": 0,
+        "MG_FC_ROWS": 0,
+        "MG_RQ_PAIRS": 0,
+        "MG_BCAST": 0,
+        "MG_WINDOW_TAIL": 0,
+        "MG_FC_UNPACK": 1,
+        "MG_CHANNELS_MAX": 1,
+    }
     for s in plan.steps:
         sections.update(s.sections)
-        flags.update({f: 1 for f in s.features})
+        for feature in s.features:
+            macro, value = (feature, 1) if isinstance(feature, str) else feature
+            flags[macro] = max(flags[macro], value)
     return "\n".join(body), render.kernels_source(sections, flags)
 
 
@@ -135,7 +147,7 @@ def _report(graph, ctx, plan, values, steps, info):
         ],
         "ops": graph.op_names,
         "kernel_calls": len(plan.steps),
-        "tables": sum(1 for s in plan.steps if s.call.startswith("mg_lut")),
+        "tables": sum(1 for c in ctx.consts if c.name.endswith("_table")),
         "macs_per_step": macs // steps,
         "macs_per_call": macs,
         "const_bytes": const_bytes + struct_bytes,

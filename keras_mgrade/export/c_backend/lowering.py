@@ -1,20 +1,27 @@
 """From the TFLite graph to kernel calls.
 
 Operators are visited in the file's order and handed to their registered
-emitters, with two exact rewrites first:
+emitters, with exact rewrites first (`ops_fused` and the tables below):
 
-- a chain of unary int8 operators (LOGISTIC, QUANTIZE, MINIMUM with a
-  constant, MUL by a constant, RSQRT, ...) whose intermediate results have
-  no other reader becomes one 256-entry table lookup, unless every
-  operator of the chain has a cheap run-time kernel (the arithmetic
-  operators with a constant, `x * x`): then its 256 bytes of flash are
-  saved;
-- two FULLY_CONNECTED operators on the same input, weights and bias share
-  one accumulation and requantize it twice.
+- a group of int8 operators that together compute one tensor from one
+  input tensor alone (LOGISTIC, QUANTIZE, MUL by a constant, RSQRT, and
+  binary operators whose two inputs are such functions of the same
+  tensor: the MinGRU candidate `MAXIMUM(x + 0.5, sigmoid(x))`, the MLP's
+  `x * sigmoid(x)`) becomes one table lookup, since an int8 input has 256
+  values; unless every operator of the group has a cheap run-time kernel
+  (arithmetic with a constant, `x * x`): then its flash is saved;
+- a table whose input is a FULLY_CONNECTED output read by nothing else
+  is looked up by the FULLY_CONNECTED kernel itself;
+- a FIFO window (CONCATENATION of a state and new rows, a depthwise
+  convolution over it, the slice that becomes the next state) is read in
+  place, and a layer or RMS norm is one kernel call (`ops_fused`).
 """
 
-from keras_mgrade.export.c_backend import ops_arith  # noqa: F401
-from keras_mgrade.export.c_backend import ops_elementwise  # noqa: F401
+import dataclasses
+
+from keras_mgrade.export.c_backend import ops_arith
+from keras_mgrade.export.c_backend import ops_elementwise
+from keras_mgrade.export.c_backend import ops_fused
 from keras_mgrade.export.c_backend import ops_movement  # noqa: F401
 from keras_mgrade.export.c_backend import ops_unary
 from keras_mgrade.export.c_backend.program import UNARY
@@ -28,9 +35,30 @@ from keras_mgrade.export.c_backend.program import unsupported
 RUNTIME = {"ADD", "SUB", "MUL", "MINIMUM", "MAXIMUM", "SQUARED_DIFFERENCE"}
 
 
-def tabulate(chain):
-    """Whether a unary chain becomes a table (else its operators run)."""
-    return any(op.name not in RUNTIME for op, _ in chain)
+@dataclasses.dataclass
+class Region:
+    """Operators computing `sink` as an int8 function of `source` alone.
+
+    Attributes:
+        source: the input tensor.
+        sink: the output tensor.
+        ops: the operators, in file order.
+        function: `f(v)` for an int8 `v` of the source.
+    """
+
+    source: int
+    sink: int
+    ops: list
+    function: object
+
+    @property
+    def ops_indices(self):
+        return [op.index for op in self.ops]
+
+    @property
+    def tabulate(self):
+        """Whether a table replaces the operators (else they run)."""
+        return any(op.name not in RUNTIME for op in self.ops)
 
 
 def unary_function(graph, op):
@@ -39,104 +67,126 @@ def unary_function(graph, op):
     return None if builder is None else builder(graph, op)
 
 
-def unary_chain(graph, op):
-    """`[(op, f), ...]`: the longest chain of unary operators from `op`
-    whose intermediate tensors have exactly one reader."""
-    f = unary_function(graph, op)
-    if f is None:
-        return []
-    chain = [(op, f)]
-    while True:
-        out = chain[-1][0].outputs[0]
-        readers = graph.consumers(out)
-        if out in graph.outputs or len(readers) != 1:
-            return chain
-        g = unary_function(graph, readers[0])
-        if g is None:
-            return chain
-        chain.append((readers[0], g))
+def _data_inputs(graph, op):
+    return [i for i in op.inputs if i >= 0 and not graph.tensors[i].is_const]
 
 
-def _data_input(graph, op):
-    inputs = [i for i in op.inputs if i >= 0 and not graph.tensors[i].is_const]
-    return inputs[0]
-
-
-def _trim(values):
-    """`(lo, entries)`: the table over the inputs where it changes, or
-    None when trimming saves too little (less than 32 bytes)."""
-    by_input = [values[v & 0xFF] for v in range(-128, 128)]
-    first, last = 0, 255
-    while first < 255 and by_input[first + 1] == by_input[0]:
-        first += 1
-    while last > first and by_input[last - 1] == by_input[255]:
-        last -= 1
-    if 256 - (last - first + 1) < 32:
+def _function_of(graph, op, functions):
+    """`op`'s output as an int8 function of the source, or None."""
+    data = _data_inputs(graph, op)
+    if (
+        len(op.outputs) != 1
+        or not data
+        or any(i not in functions for i in data)
+    ):
         return None
-    return first - 128, by_input[first : last + 1]
+    if len(set(data)) == 1:
+        f, g = unary_function(graph, op), functions[data[0]]
+        return None if f is None else (lambda v: f(g(v)))
+    a, b = (graph.tensors[i] for i in op.inputs[:2])
+    out = graph.tensors[op.outputs[0]]
+    if op.name not in RUNTIME or not a.shape == b.shape == out.shape:
+        return None
+    if any(t.dtype != "int8" for t in (a, b, out)):
+        return None
+    params, one = ops_elementwise.binary_function(graph, op)
+    fa, fb = functions[op.inputs[0]], functions[op.inputs[1]]
+    return lambda v: one(params, fa(v), fb(v))
 
 
-def emit_table(ctx, chain):
-    """One table lookup for a chain of unary operators."""
-    functions = [f for _, f in chain]
+def _ancestors(graph, by_output, sink, source):
+    """The operators of `by_output` that `sink` depends on."""
+    found, todo = {}, [sink]
+    while todo:
+        op = by_output.get(todo.pop())
+        if op is None or op.index in found:
+            continue
+        found[op.index] = op
+        todo.extend(i for i in _data_inputs(graph, op) if i != source)
+    return sorted(found.values(), key=lambda op: op.index)
 
-    def composed(v):
-        for f in functions:
-            v = f(v)
-        return v
 
-    first, last = chain[0][0], chain[-1][0]
-    names = " -> ".join(op.name for op, _ in chain)
-    values = ops_unary.table(composed)
-    source = _data_input(ctx.graph, first)
-    n = ctx.tensor(last.outputs[0]).size
-    name = f"op{first.index}_table"
-    trimmed = _trim(values)
-    if trimmed is None:
-        call, section = "mg_lut", "lut"
-        args = [ctx.const("int8_t", values, name, names), Ref(source)]
-        args += [Ref(last.outputs[0]), n]
-    else:
-        lo, entries = trimmed
-        table = ctx.const("int8_t", entries, name, f"{names}, inputs {lo}...")
-        fields = {"table": table, "n": n, "lo": lo, "last": len(entries) - 1}
-        params = ctx.struct("mg_lut_range_params", fields, f"op{first.index}")
-        call, section = "mg_lut_range", "lut_range"
-        args = [params, Ref(source), Ref(last.outputs[0])]
+def _closed(graph, ops, sink):
+    """Whether the tensors inside `ops` (all but `sink`) are read only
+    there and are not model outputs."""
+    inside = {op.index for op in ops}
+    for op in ops:
+        out = op.outputs[0]
+        if out == sink:
+            continue
+        if out in graph.outputs:
+            return False
+        if any(r.index not in inside for r in graph.consumers(out)):
+            return False
+    return True
+
+
+def unary_region(graph, source):
+    """The largest `Region` computing one tensor from `source` alone, or
+    None."""
+    functions, by_output = {source: lambda v: v}, {}
+    producer = graph.producer(source)
+    start = 0 if producer is None else producer.index + 1
+    for op in graph.operators[start:]:
+        f = _function_of(graph, op, functions)
+        if f is not None:
+            functions[op.outputs[0]] = f
+            by_output[op.outputs[0]] = op
+    best = None
+    for sink in reversed(list(by_output)):
+        ops = _ancestors(graph, by_output, sink, source)
+        if _closed(graph, ops, sink) and (
+            best is None or len(ops) > len(best.ops)
+        ):
+            best = Region(source, sink, ops, functions[sink])
+    return best
+
+
+def emit_table(ctx, region):
+    """One table lookup for a region."""
+    table, lo, last = ops_unary.region_table(ctx, region)
+    n = ctx.tensor(region.sink).size
+    fields = {"table": table, "n": n, "lo": lo, "last": last}
+    params = ctx.struct("mg_lut_params", fields, f"op{region.ops[0].index}")
     ctx.emit(
         Step(
-            call,
-            args,
-            reads=[source],
-            writes=[last.outputs[0]],
-            ops=[op.index for op, _ in chain],
-            comment=names,
-            sections=(section,),
+            "mg_lut",
+            [params, Ref(region.source), Ref(region.sink)],
+            reads=[region.source],
+            writes=[region.sink],
+            ops=region.ops_indices,
+            comment=" -> ".join(op.name for op in region.ops),
+            sections=("lut",),
             elementwise=True,
         )
     )
 
 
-def _bias_key(graph, op):
-    if len(op.inputs) < 3 or op.inputs[2] < 0:
+def _fuse_table(ctx, op):
+    """A table for the region `op` starts, or a FULLY_CONNECTED with the
+    region after it; returns the operators done, or None."""
+    graph = ctx.graph
+    if op.name == "FULLY_CONNECTED":
+        out = op.outputs[0]
+        region = unary_region(graph, out)
+        if region is None or not region.tabulate or out in graph.outputs:
+            return None
+        inside = {o.index for o in region.ops}
+        if any(r.index not in inside for r in graph.consumers(out)):
+            return None
+        ops_arith.emit_fully_connected(ctx, op, region)
+        return [op.index, *region.ops_indices]
+    data = _data_inputs(graph, op)
+    if len(set(data)) != 1:
         return None
-    return graph.tensors[op.inputs[2]].data.tobytes()
+    region = unary_region(graph, data[0])
+    if region is None or not region.tabulate or op not in region.ops:
+        return None
+    emit_table(ctx, region)
+    return region.ops_indices
 
 
-def fc_partners(graph):
-    """{first op index: second op} for FULLY_CONNECTED pairs that share
-    input, weights and bias values."""
-    seen, partners = {}, {}
-    for op in graph.operators:
-        if op.name != "FULLY_CONNECTED":
-            continue
-        key = (op.inputs[0], op.inputs[1], _bias_key(graph, op))
-        first = seen.get(key)
-        if first is None or first.index in partners:
-            seen[key] = op
-            continue
-        partners[first.index] = op
-    return partners
+FUSERS = (ops_fused.fuse_norm, ops_fused.fuse_window, _fuse_table)
 
 
 def lower(graph):
@@ -150,16 +200,16 @@ def lower(graph):
                 t.dtype,
             )
     ctx = Context(graph)
-    ctx.fc_partner = fc_partners(graph)
-    done = {op.index for op in ctx.fc_partner.values()}
+    done = set()
     for op in graph.operators:
         if op.index in done:
             continue
-        chain = unary_chain(graph, op)
-        if chain and tabulate(chain):
-            emit_table(ctx, chain)
-            done.update(o.index for o, _ in chain)
-            continue
-        emitter_for(op)(ctx, op)
-        done.add(op.index)
+        for fuser in FUSERS:
+            fused = fuser(ctx, op)
+            if fused:
+                done.update(fused)
+                break
+        else:
+            emitter_for(op)(ctx, op)
+            done.add(op.index)
     return ctx

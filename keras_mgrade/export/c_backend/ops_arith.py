@@ -9,6 +9,7 @@ Python, used to tabulate an operator whose other input is a constant.
 
 import numpy as np
 
+from keras_mgrade.export.c_backend import ops_unary
 from keras_mgrade.export.c_backend import tflm_math as tm
 from keras_mgrade.export.c_backend.program import Ref
 from keras_mgrade.export.c_backend.program import Step
@@ -106,19 +107,20 @@ def needs_exact64(bias, rows, shifts):
 
 
 def blocked_weights(weights):
-    """[rows][cols] -> per group of 4 rows, blocks of 16 columns
-    ([4][16] each) then the last `cols % 16` columns ([4][tail]); the last
-    `rows % 4` rows follow row-major. None when there are fewer than 4
-    rows."""
+    """[rows][cols] -> per group of 4 rows, blocks of 16 columns ([4][16]
+    each); then per group of 4 rows the last `cols % 16` columns
+    ([4][tail]); then the last `rows % 4` rows row-major. None when there
+    are fewer than 4 rows."""
     rows, cols = weights.shape
     if rows < 4:
         return None
     full = cols - cols % 16
+    groups = weights[: rows - rows % 4].reshape(rows // 4, 4, cols)
     parts = []
-    for group in weights[: rows - rows % 4].reshape(rows // 4, 4, cols):
+    for group in groups:
         for c in range(0, full, 16):
             parts.append(group[:, c : c + 16].reshape(-1))
-        parts.append(group[:, full:].reshape(-1))
+    parts.extend(group[:, full:].reshape(-1) for group in groups)
     parts.append(weights[rows - rows % 4 :].reshape(-1))
     return np.concatenate(parts)
 
@@ -134,23 +136,59 @@ def _folded_bias(op, bias, weights_rows, in_zp):
     return folded
 
 
-def _fc_outputs(ctx, op):
-    """This FULLY_CONNECTED and a partner computing the same accumulator
-    (same input, weights and bias) with another output quantization."""
-    partner = ctx.fc_partner.get(op.index)
-    return [op] if partner is None else [op, partner]
+def requant_fields(ctx, name, x, w, out, op, channels, bias, rows):
+    """mg_channels_q fields (without the table) shared by FULLY_CONNECTED
+    and the window convolution, and the kernel variants they need.
+    `fast`: every shift is a right shift, the accumulators stay below 2^30
+    and the activation range is the whole int8 range."""
+    mults, shifts = _channel_requants(ctx, op, x, w, out, channels)
+    rq, base, needs = _requant_consts(ctx, name, mults, shifts)
+    lo, hi = activation_range(op, out)
+    fast = (
+        base != 127
+        and max(shifts) <= -1
+        and (lo, hi) == (-128, 127)
+        and not needs_exact64(bias, rows, shifts)
+    )
+    fields = {
+        "rq": rq,
+        "table": "NULL",
+        "base": base,
+        "fast": int(fast),
+        "zp": out.zp,
+        "act_min": lo,
+        "act_max": hi,
+    }
+    features = needs + (() if fast else ("MG_EXACT",))
+    return fields, features + (("MG_CHANNELS_MAX", channels),)
+
+
+def _fc_table(ctx, op, region):
+    """The 256-entry table of the operators after a FULLY_CONNECTED
+    (`region`), its fused activation folded into the table."""
+    if region is None:
+        return "NULL"
+    lo, hi = activation_range(op, ctx.tensor(op.outputs[0]))
+    table, _, _ = ops_unary.region_table(
+        ctx,
+        region,
+        lambda v: region.function(max(lo, min(hi, v))),
+        trimmed=False,
+    )
+    return table
 
 
 @register("FULLY_CONNECTED")
-def emit_fully_connected(ctx, op):
-    """FULLY_CONNECTED with per-channel (or per-tensor) int8 weights."""
+def emit_fully_connected(ctx, op, region=None):
+    """FULLY_CONNECTED with per-channel (or per-tensor) int8 weights; with
+    `region` (a `lowering.Region` reading only this output), the region's
+    table is applied to each output."""
     x, w = ctx.tensor(op.inputs[0]), ctx.tensor(op.inputs[1])
     b = _optional(ctx, op, 2)
     _check_int8(ctx, op, [op.inputs[0], op.inputs[1], op.outputs[0]])
     if w.data is None or len(w.shape) != 2:
         raise unsupported(op, "weights", "non-constant or not 2-D")
     rows, cols = w.shape
-    ops = _fc_outputs(ctx, op)
     name = f"op{op.index}"
     blocked = blocked_weights(w.data)
     weights = ctx.const(
@@ -162,65 +200,37 @@ def emit_fully_connected(ctx, op):
     folded = None
     if b is not None or x.zp != 0:
         folded = _folded_bias(op, None if b is None else b.data, w.data, x.zp)
-    fields = {"weights": weights, "bias": "NULL"}
-    if folded is not None:
-        fields["bias"] = ctx.const("int32_t", folded, f"{name}_bias")
-    rqs, bases, zps, lows, highs, right = [], [], [], [], [], []
-    exact, features = 0, set()
-    for o in ops:
-        out = ctx.tensor(o.outputs[0])
-        m, sh = _channel_requants(ctx, o, x, w, out, rows)
-        exact = exact or needs_exact64(folded, w.data, sh)
-        rq, base, needs = _requant_consts(ctx, f"op{o.index}", m, sh)
-        rqs.append(rq.name)
-        bases.append(base)
-        features.update(needs)
-        lo, hi = activation_range(o, out)
-        zps.append(out.zp)
-        lows.append(lo)
-        highs.append(hi)
-        right.append(int(max(sh) < 0 and (lo, hi) == (-128, 127)))
-    pad = 2 - len(ops)
-    fields.update(
-        {
-            "rq": _pair(rqs + ["NULL"] * pad),
-            "rows": rows,
-            "cols": cols,
-            "batches": x.size // cols,
-            "outputs": len(ops),
-            "blocked": int(blocked is not None),
-            "exact64": int(exact),
-            "rq_base": _pair(bases + [0] * pad),
-            "right_only": _pair(right + [0] * pad),
-            "out_zp": _pair(zps + [0] * pad),
-            "act_min": _pair(lows + [0] * pad),
-            "act_max": _pair(highs + [0] * pad),
-        }
-    )
-    params = ctx.struct("mg_fc_params", fields, name)
-    outs = [Ref(o.outputs[0]) for o in ops] + ["NULL"] * pad
+    out = ctx.tensor(op.outputs[0])
+    q, features = requant_fields(ctx, name, x, w, out, op, rows, folded, w.data)
+    if region is not None:  # the table saturates: full int8 range
+        q.update(table=_fc_table(ctx, op, region), act_min=-128, act_max=127)
+    fields = {
+        "weights": weights,
+        "bias": "NULL"
+        if folded is None
+        else ctx.const("int32_t", folded, f"{name}_bias"),
+        "q": q,
+        "rows": rows,
+        "cols": cols,
+        "batches": x.size // cols,
+    }
+    target = op.outputs[0] if region is None else region.sink
+    tail = ("MG_FC_ROWS",) if rows % 4 else ()
     ctx.emit(
         Step(
             "mg_fully_connected",
-            [params, Ref(op.inputs[0]), *outs],
+            [ctx.struct("mg_fc_params", fields, name), Ref(op.inputs[0])]
+            + [Ref(target)],
             reads=[op.inputs[0]],
-            writes=[o.outputs[0] for o in ops],
-            ops=[o.index for o in ops],
+            writes=[target],
+            ops=[op.index] + ([] if region is None else region.ops_indices),
             comment=f"FULLY_CONNECTED {cols} -> {rows}"
-            + (" (two output quantizations)" if pad == 0 else ""),
+            + ("" if region is None else ", then a table"),
             sections=("fc",),
-            macs=rows * cols * (x.size // cols) * len(ops),
-            features=tuple(features)
-            + (("MG_EXACT",) if exact else ())
-            + (
-                () if blocked is not None and rows % 4 == 0 else ("MG_FC_ROWS",)
-            ),
+            macs=rows * cols * (x.size // cols),
+            features=features + tail + (("MG_FC_UNPACK", cols // 16 * 8),),
         )
     )
-
-
-def _pair(values):
-    return "{" + ", ".join(str(v) for v in values) + "}"
 
 
 def _padding(padding, stride, dilation, size, k, out):
@@ -263,6 +273,77 @@ def _conv_geometry(op, x, w, out):
     return g, inside, window
 
 
+def window_weights(weights, taps, channels):
+    """[taps][channels] -> [channels / 4][taps][4], then [taps][channels %
+    4]: each group of 4 channels reads its taps in order."""
+    w = weights.reshape(taps, channels)
+    full = channels - channels % 4
+    groups = w[:, :full].reshape(taps, full // 4, 4).transpose(1, 0, 2)
+    return np.concatenate([groups.reshape(-1), w[:, full:].reshape(-1)])
+
+
+def emit_window(ctx, op, sources, next_fifo=None, fused=()):
+    """A depthwise convolution whose one output's window is its whole
+    input, the input being the rows of `sources = (fifo, fresh)` (fresh
+    may be None). With `next_fifo`, the kernel also writes the window's
+    last rows (the next FIFO state) over `fifo`."""
+    x, w = ctx.tensor(op.inputs[0]), ctx.tensor(op.inputs[1])
+    out = ctx.tensor(op.outputs[0])
+    b = _optional(ctx, op, 2)
+    used = [i for i in (*sources, op.inputs[1], op.outputs[0]) if i is not None]
+    _check_int8(ctx, op, used)
+    _, _, _, channels = w.shape
+    taps = x.size // channels
+    fifo, fresh = sources
+    split = ctx.tensor(fifo).size // channels
+    rows = w.data.reshape(-1, channels).T  # [channels][taps]
+    bias = None if b is None else b.data.reshape(-1).astype("int64")
+    bias = _folded_bias(op, bias, rows, x.zp)
+    name = f"op{op.index}"
+    q, features = requant_fields(ctx, name, x, w, out, op, channels, bias, rows)
+    fields = {
+        "weights": ctx.const(
+            "int8_t",
+            window_weights(w.data, taps, channels),
+            f"{name}_weights",
+            f"{taps} taps x {channels} channels, groups of 4 channels",
+        ),
+        "bias": ctx.const("int32_t", bias, f"{name}_bias"),
+        "q": q,
+        "channels": channels,
+        "taps": taps,
+        "split": split,
+    }
+    if channels % 4:
+        features += ("MG_WINDOW_TAIL",)
+    reads = [fifo] + ([fresh] if fresh is not None else [])
+    writes = [op.outputs[0]] + ([next_fifo] if next_fifo is not None else [])
+    args = [ctx.struct("mg_window_params", fields, name)]
+    args += [Ref(fifo), Ref(fresh if fresh is not None else fifo)]
+    args += [Ref(op.outputs[0]), "NULL" if next_fifo is None else Ref(fifo)]
+    ctx.emit(
+        Step(
+            "mg_dwconv_window",
+            args,
+            reads=reads,
+            writes=writes,
+            ops=sorted({op.index, *fused}),
+            comment=f"DEPTHWISE_CONV_2D {taps} taps x {channels}"
+            + ("" if next_fifo is None else ", FIFO shifted in place"),
+            sections=("window",),
+            macs=taps * channels,
+            features=features,
+            overwrites={} if next_fifo is None else {next_fifo: fifo},
+        )
+    )
+
+
+def is_window(op, x, w, out):
+    """Whether a depthwise convolution has one output whose window is its
+    whole input, every tap reading it (see `emit_window`)."""
+    return _conv_geometry(op, x, w, out)[2]
+
+
 @register("DEPTHWISE_CONV_2D")
 def emit_depthwise_conv(ctx, op):
     """DEPTHWISE_CONV_2D (NHWC, batch 1)."""
@@ -275,6 +356,9 @@ def emit_depthwise_conv(ctx, op):
     _, in_h, in_w, in_c = x.shape
     _, k_h, k_w, out_c = w.shape
     geometry, inside, window = _conv_geometry(op, x, w, out)
+    if window:
+        emit_window(ctx, op, (op.inputs[0], None))
+        return
     name = f"op{op.index}"
     rows = w.data.reshape(-1, out_c).T  # [out_c][taps]
     bias = None if b is None else b.data.reshape(-1).astype("int64")
@@ -298,24 +382,20 @@ def emit_depthwise_conv(ctx, op):
         "mult_depth": out_c // in_c,
         **geometry,
         "folded": int(inside),
-        "window": int(window),
-        "exact64": int(needs_exact64(bias, rows, shifts) or not inside),
-        "right_only": int(max(shifts) < 0 and (lo, hi) == (-128, 127)),
         "rq_base": base,
         "out_zp": out.zp, "act_min": lo, "act_max": hi,
     }  # fmt: skip
     params = ctx.struct("mg_dwconv_params", fields, name)
-    kind = "dwconv_window" if window else "dwconv_general"
     ctx.emit(
         Step(
-            "mg_" + kind,
+            "mg_dwconv_general",
             [params, Ref(op.inputs[0]), Ref(op.outputs[0])],
             reads=[op.inputs[0]],
             writes=[op.outputs[0]],
             ops=[op.index],
             comment=f"DEPTHWISE_CONV_2D {k_h}x{k_w} over {in_h}x{in_w}x{in_c}",
-            sections=("dwconv", kind),
+            sections=("dwconv_general",),
             macs=out.shape[1] * out.shape[2] * out_c * k_h * k_w,
-            features=needs + (("MG_EXACT",) if fields["exact64"] else ()),
+            features=needs,
         )
     )

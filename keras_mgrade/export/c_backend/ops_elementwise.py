@@ -104,18 +104,11 @@ def sqdiff_one(p, va, vb):
     return tm.clamp(v, -128, 127)
 
 
-_KINDS = {
-    # op -> (params, one, C function, kernel section, struct type)
-    "ADD": (add_params, add_one, "mg_add", "add", "mg_add_params"),
-    "SUB": (add_params, add_one, "mg_add", "add", "mg_add_params"),
-    "MUL": (mul_params, mul_one, "mg_mul", "mul", "mg_mul_params"),
-    "SQUARED_DIFFERENCE": (
-        sqdiff_params,
-        sqdiff_one,
-        "mg_sqdiff",
-        "sqdiff",
-        "mg_sqdiff_params",
-    ),
+_KINDS = {  # op -> (params, the arithmetic of one pair)
+    "ADD": (add_params, add_one),
+    "SUB": (add_params, add_one),
+    "MUL": (mul_params, mul_one),
+    "SQUARED_DIFFERENCE": (sqdiff_params, sqdiff_one),
 }
 
 
@@ -131,7 +124,7 @@ def binary_function(graph, op):
     out = graph.tensors[op.outputs[0]]
     if op.name in ("MINIMUM", "MAXIMUM"):
         return {}, _minmax_one(op)
-    params_fn, one = _KINDS[op.name][:2]
+    params_fn, one = _KINDS[op.name]
     return params_fn(op, a, b, out), one
 
 
@@ -210,8 +203,8 @@ def _fits(zp, e):
 
 
 def _add_fields(op, a, b, p):
-    """mg_add_params with the operands ordered (big, small): the input
-    whose multiplier is exactly 1/2 first. Returns (fields, swapped)."""
+    """mg_add_q with the operands ordered (big, small): the input whose
+    multiplier is exactly 1/2 first. Returns (fields, swapped)."""
     for rq in (p["rq1"], p["rq2"], p["rq_out"]):
         if rq[1]:  # TFLite's Prepare checks all three are below one
             raise unsupported(op, "multiplier above one", rq)
@@ -236,9 +229,23 @@ def _add_fields(op, a, b, p):
         "out_zp": p["out_zp"],
         "act_min": p["act_min"],
         "act_max": p["act_max"],
-        "fast": int(full and _fits(p["out_zp"], p["rq_out"][2])),
+        "fast": int(
+            full
+            and p["rq" + small][2] >= 1
+            and _fits(p["out_zp"], p["rq_out"][2])
+        ),
     }
     return fields, swapped
+
+
+def add_q(op, a, b, out):
+    """`(mg_add_q fields, swapped)` of an ADD or SUB."""
+    return _add_fields(op, a, b, add_params(op, a, b, out))
+
+
+def mul_q(op, a, b, out):
+    """mg_mul_q fields of a MUL."""
+    return _mul_fields(op, a, b, mul_params(op, a, b, out))
 
 
 def _mul_fields(op, a, b, p):
@@ -279,22 +286,26 @@ def emit_binary(ctx, op):
     if op.name in ("MINIMUM", "MAXIMUM"):
         call, section, ctype = "mg_minmax", "minmax", "mg_minmax_params"
         fields = {"sign": 1 if op.name == "MINIMUM" else -1}
+    elif op.name == "SQUARED_DIFFERENCE":
+        call, section, ctype = "mg_sqdiff", "sqdiff", "mg_sqdiff_params"
+        fields = _sqdiff_fields(sqdiff_params(op, a, b, out))
+    elif op.name == "MUL":
+        call, section, ctype = "mg_mul", "mul", "mg_mul_params"
+        fields = {"q": mul_q(op, a, b, out)}
     else:
-        params_fn, _, call, section, ctype = _KINDS[op.name]
-        p = params_fn(op, a, b, out)
-        if op.name == "MUL":
-            fields = _mul_fields(op, a, b, p)
-        elif op.name == "SQUARED_DIFFERENCE":
-            fields = _sqdiff_fields(p)
-        else:
-            fields, swapped = _add_fields(op, a, b, p)
-            if swapped:
-                first, second = second, first
+        call, section, ctype = "mg_add", "add", "mg_add_params"
+        q, swapped = add_q(op, a, b, out)
+        fields = {"q": q}
+        if swapped:
+            first, second = second, first
     shapes = [ctx.tensor(first).shape, ctx.tensor(second).shape]
     plain = shapes[0] == shapes[1] == out.shape
     shape = "NULL"
     if not plain:
         bc = broadcast(op, shapes[0], shapes[1], out.shape)
+        # [1, n] with [n]: the same n elements in the same order
+        plain = bc["outer"] == 1 and bc["a_inner"] == bc["b_inner"] == 1
+    if not plain:
         shape = "&" + ctx.struct("mg_bcast", bc, f"{name}_shape").name
     fields = {"shape": shape, "n": out.size, **fields}
     params = ctx.struct(ctype, fields, name)
@@ -307,9 +318,10 @@ def emit_binary(ctx, op):
             writes=[op.outputs[0]],
             ops=[op.index],
             comment=f"{op.name} {list(a.shape)}, {list(b.shape)}",
-            sections=("bcast", section),
+            sections=(section,),
             elementwise=plain,
-            features=() if fields.get("fast", 1) else ("MG_EXACT",),
+            features=(() if plain else ("MG_BCAST",))
+            + (() if fields.get("q", {}).get("fast", 1) else ("MG_EXACT",)),
         )
     )
 
@@ -332,6 +344,15 @@ def reduce_params(op, x, out, count):
     return requant(mult, shift)
 
 
+def mean_q(op, x, out, count):
+    """mg_mean_q fields of a MEAN or SUM over `count` elements."""
+    return {
+        "rq": _rq_text(reduce_params(op, x, out, count)),
+        "zp_sum": x.zp * count,
+        "out_zp": out.zp,
+    }
+
+
 @register("MEAN", "SUM")
 def emit_reduce(ctx, op):
     """MEAN and SUM over a contiguous group of axes."""
@@ -347,12 +368,10 @@ def emit_reduce(ctx, op):
     count = int(np.prod(x.shape[axes[0] : axes[-1] + 1], dtype=np.int64))
     inner = int(np.prod(x.shape[axes[-1] + 1 :], dtype=np.int64))
     fields = {
-        "rq": _rq_text(reduce_params(op, x, out, count)),
-        "zp_sum": x.zp * count,
+        "q": mean_q(op, x, out, count),
         "outer": outer,
         "count": count,
         "inner": inner,
-        "out_zp": out.zp,
     }
     params = ctx.struct("mg_mean_params", fields, f"op{op.index}")
     ctx.emit(

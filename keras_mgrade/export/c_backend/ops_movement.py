@@ -77,6 +77,12 @@ _MAPS = {
 }
 
 
+def index_map(ctx, op):
+    """The source of every output element of a data movement operator:
+    `slot * 2**24 + flat index` in its data input number `slot`."""
+    return _MAPS[op.name][0](ctx, op)
+
+
 def runs(sources):
     """Contiguous runs `(dst, slot, src, length)` of a flat source map."""
     out = []

@@ -201,9 +201,36 @@ _FUNCTIONS = {
 
 
 def table(function):
-    """The 256-entry table of an int8 function, indexed by the input's
-    bit pattern (`table[(uint8_t)x]`)."""
-    return [function(u - 256 if u >= 128 else u) for u in range(256)]
+    """The 256-entry table of an int8 function in input order: entry `k`
+    is `function(k - 128)`."""
+    return [function(v) for v in range(-128, 128)]
+
+
+def trim(values):
+    """`(lo, entries)`: an input-order table over the inputs where it
+    changes (inputs below lo read entries[0], above the last entry)."""
+    first, last = 0, 255
+    while first < 255 and values[first + 1] == values[0]:
+        first += 1
+    while last > first and values[last - 1] == values[255]:
+        last -= 1
+    return first - 128, values[first : last + 1]
+
+
+def region_table(ctx, region, function=None, trimmed=True):
+    """`(table const, lo, last)`: the table of a `lowering.Region` (or of
+    `function`, defaulting to the region's), trimmed or full (lo = -128,
+    last = 255)."""
+    names = " -> ".join(op.name for op in region.ops)
+    values = table(function or region.function)
+    lo, entries = trim(values) if trimmed else (-128, values)
+    const = ctx.const(
+        "int8_t",
+        entries,
+        f"op{region.ops[0].index}_table",
+        f"{names}, inputs {lo} to {lo + len(entries) - 1}",
+    )
+    return const, lo, len(entries) - 1
 
 
 def emit_unary(ctx, op):

@@ -68,9 +68,21 @@ def _fixed_roots(graph, aliases):
     return location
 
 
-def _can_write_in_place(graph, steps, access, root, state_root, size):
+def _overwrites(step, aliases, root, state_root):
+    """Whether `step` may write `root` over the storage of `state_root`."""
+    if step.elementwise and len(step.writes) == 1:
+        return True
+    return any(
+        resolve(aliases, out)[0] == root
+        and resolve(aliases, into)[0] == state_root
+        for out, into in step.overwrites.items()
+    )
+
+
+def _can_write_in_place(graph, steps, aliases, root, state_root, size):
     """Whether output `root` may be written straight into the state
     field that holds `state_root` (the old state)."""
+    access = _accesses(steps, aliases)  # small graphs: recomputed per state
     t = graph.tensors[root]
     if t.nbytes != size or root not in access or not access[root][0]:
         return False
@@ -79,7 +91,10 @@ def _can_write_in_place(graph, steps, access, root, state_root, size):
     for j in access.get(state_root, ([], []))[1]:
         if j > first:
             return False
-        if j == first and not (len(writes) == 1 and steps[j].elementwise):
+        if j == first and not (
+            len(writes) == 1
+            and _overwrites(steps[j], aliases, root, state_root)
+        ):
             return False
     return True
 
@@ -99,13 +114,18 @@ def _place_outputs(graph, steps, aliases, location):
             state_root = graph.inputs[k]
             ok = root not in location and offset == 0
             ok = ok and _can_write_in_place(
-                graph, steps, access, root, state_root, size
+                graph, steps, aliases, root, state_root, size
             )
         if ok:
             location[root] = kind
             if k:
                 in_place.append(k - 1)
             continue
+        if any(out in step.overwrites for step in steps):
+            raise RuntimeError(
+                f"Output #{out} must be written in place but its old value "
+                "is read later: the lowering should not have fused it"
+            )
         # As early as possible: once the value is complete and the old
         # state (if any) has been read for the last time.
         after = max(access.get(root, ([-1], []))[0] or [-1])

@@ -106,8 +106,12 @@ class Step:
         macs: multiply-accumulates per call.
         elementwise: output element i depends only on input element i
             (so the output may overwrite a same-layout input).
-        features: kernel variants it needs (`"MG_EXACT"`: requantization
-            without the 2^30 bound; `"MG_FC_ROWS"`: unblocked weights).
+        features: kernel variants it needs: macro names set to 1
+            (`"MG_EXACT"`: requantization without the 2^30 bound;
+            `"MG_FC_ROWS"`: rows outside 4-row blocks) or `(macro,
+            value)` pairs, the largest value over all steps kept.
+        overwrites: `{output: input}`: the output may be written over
+            that input's storage (the kernel reads each byte first).
     """
 
     call: str
@@ -120,6 +124,7 @@ class Step:
     macs: int = 0
     elementwise: bool = False
     features: tuple = ()
+    overwrites: dict = dataclasses.field(default_factory=dict)
 
 
 CTYPE_BYTES = {
@@ -179,6 +184,8 @@ class Context:
 
 
 def _key(value):
+    if isinstance(value, dict):
+        return tuple((k, _key(v)) for k, v in value.items())
     return value.name if isinstance(value, Const | Struct) else value
 
 

@@ -11,24 +11,45 @@ from keras_mgrade.export.c_backend.program import Const
 from keras_mgrade.export.c_backend.program import Ref
 from keras_mgrade.export.c_backend.program import Struct
 
-# Kernel library sections, in dependency order.
+# Kernel library sections, in dependency order, and the sections each
+# one uses.
 SECTION_ORDER = (
     "core",
     "copy",
     "gather",
     "lut",
-    "lut_range",
     "fill",
-    "bcast",
+    "requant",
     "fc",
-    "dwconv",
-    "dwconv_window",
+    "window",
     "dwconv_general",
+    "bcast",
+    "add_math",
     "add",
+    "mul_math",
     "mul",
     "sqdiff",
     "minmax",
+    "mean_math",
     "mean",
+    "norm",
+)
+SECTION_NEEDS = {
+    "fc": ("requant",),
+    "window": ("requant",),
+    "add": ("bcast", "add_math"),
+    "mul": ("bcast", "mul_math"),
+    "sqdiff": ("bcast",),
+    "minmax": ("bcast",),
+    "mean": ("mean_math",),
+    "norm": ("add_math", "mul_math", "mean_math"),
+}
+KERNEL_FILES = (
+    "mg_kernels.h",
+    "mg_kernels.c",
+    "mg_fc.c",
+    "mg_window.c",
+    "mg_elementwise.c",
 )
 _SECTION = re.compile(r"/\* @section (\w+) \*/\n(.*?)/\* @end \*/\n", re.S)
 
@@ -43,21 +64,24 @@ def _resource(*parts):
 def kernel_sections():
     """{section: (declarations, definitions)} from the kernel library."""
     sections = {}
-    for k, filename in enumerate(("mg_kernels.h", "mg_kernels.c")):
+    for filename in KERNEL_FILES:
+        k = 0 if filename.endswith(".h") else 1
         for name, body in _SECTION.findall(_resource("kernels", filename)):
-            sections.setdefault(name, ["", ""])[k] = body
+            sections.setdefault(name, ["", ""])[k] += body
     return sections
 
 
 def kernels_source(needed, flags=None):
-    """The kernel code for the sections `needed` (core always), after the
-    variant switches `flags` ({macro: 0 or 1})."""
+    """The kernel code for the sections `needed` and those they use (core
+    always), after the variant switches `flags` ({macro: value})."""
     sections = kernel_sections()
+    needed = set(needed) | {"core"}
+    needed |= {n for s in needed for n in SECTION_NEEDS.get(s, ())}
     parts = [
         "\n".join(f"#define {k} {int(v)}" for k, v in (flags or {}).items())
     ]
     for name in SECTION_ORDER:
-        if name == "core" or name in needed:
+        if name in needed:
             declarations, definitions = sections[name]
             parts.append((declarations + definitions).strip("\n"))
     return "\n\n".join(parts)
@@ -80,21 +104,28 @@ def const_source(c):
         for i in range(0, len(values), per_line)
     ]
     comment = f"/* {c.comment} */\n" if c.comment else ""
+    align = " MG_ALIGNED" if c.ctype == "int8_t" else ""
     return (
-        f"{comment}static const {c.ctype} {c.name}[{len(values)}] = {{\n"
-        + "\n".join(lines)
-        + "\n};"
+        f"{comment}static const {c.ctype} {c.name}[{len(values)}]{align} = "
+        "{\n" + "\n".join(lines) + "\n};"
     )
 
 
+def _field_value(value):
+    if isinstance(value, Const):
+        return value.name
+    if isinstance(value, dict):
+        return (
+            "{"
+            + ", ".join(f".{k} = {_field_value(v)}" for k, v in value.items())
+            + "}"
+        )
+    return value if isinstance(value, str) else _c_value(value)
+
+
 def struct_source(s):
-    fields = []
-    for key, value in s.fields.items():
-        if isinstance(value, Const):
-            value = value.name
-        elif not isinstance(value, str):
-            value = _c_value(value)
-        fields.append(f"    .{key} = {value},")
+    """`static const <type> <name> = {...};`, one field per line."""
+    fields = [f"    .{k} = {_field_value(v)}," for k, v in s.fields.items()]
     return (
         f"static const {s.ctype} {s.name} = {{\n" + "\n".join(fields) + "\n};"
     )

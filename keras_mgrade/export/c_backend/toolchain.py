@@ -18,6 +18,7 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 
 import numpy as np
 
@@ -183,9 +184,24 @@ def run_firmware(elf, core, output_size, plugin=None, timeout=600):
     if plugin:
         mark = _symbol_address(elf, "prof_mark")
         cmd += ["-plugin", f"{plugin},mark={mark:#x}", "-d", "plugin"]
-    result = _run(cmd, timeout=timeout)
+    # stdout to a file, not a pipe: QEMU writes the guest's semihosting
+    # output without blocking and drops what a full pipe does not take
+    # (a reader slowed down on a busy machine lost rows).
+    with tempfile.TemporaryFile("w+") as out:
+        result = subprocess.run(
+            cmd, stdout=out, stderr=subprocess.PIPE, text=True,
+            timeout=timeout,
+        )  # fmt: skip
+        out.seek(0)
+        stdout = out.read()
+    if result.returncode != 0:
+        raise RuntimeError(
+            f"Command failed (exit {result.returncode}): {' '.join(cmd)}\n"
+            + stdout[-2000:]
+            + result.stderr[-4000:]
+        )
     rows, state, stack = [], None, None
-    for line in result.stdout.splitlines():
+    for line in stdout.splitlines():
         key, _, value = line.partition(" ")
         if key == "y":
             rows.append(np.frombuffer(bytes.fromhex(value), np.int8))
