@@ -61,16 +61,20 @@ DRIVER = os.path.join(HERE, "..", "tests", "export", "c_driver")
 CORES = ("cortex-m4", "cortex-m55")
 CHECK_STEPS = 1024
 COUNT_CALLS = 256
-# TFLite Micro on Cortex-M, quickstart file (research/deployment.md §8).
+# TFLite Micro built from source on Cortex-M, the quickstart int8 file
+# (13,504 MACs per step), measured with `benchmarks/tflm_source/measure.sh
+# FILE --configs "m4 m4nn m55 m55nn"` (benchmarks/RESULTS.md): instructions
+# per step, the harness firmware's .text + .rodata on Cortex-M4 (kernels,
+# framework, libc and the flatbuffer), the smallest working arena.
 TFLM_QUOTED = {
-    "M4 reference kernels": ("cortex-m4", 462229),
-    "M4 CMSIS-NN kernels": ("cortex-m4", 315962),
-    "M55 reference kernels": ("cortex-m55", 456381),
-    "M55 CMSIS-NN kernels": ("cortex-m55", 241069),
+    "M4 reference kernels": ("cortex-m4", 425341),
+    "M4 CMSIS-NN kernels": ("cortex-m4", 289491),
+    "M55 reference kernels": ("cortex-m55", 419654),
+    "M55 CMSIS-NN kernels": ("cortex-m55", 228110),
 }
-TFLM_FLASH_KB = 178.6
-TFLM_ARENA_32BIT = 21380
-TFLM_QUOTED_MACS = 15552  # the quickstart file those figures were measured on
+TFLM_FLASH_KB = 155.9
+TFLM_ARENA_32BIT = 17552
+TFLM_QUOTED_MACS = 13504  # the quickstart file those figures were measured on
 
 TIMING_DRIVER = r"""
 #include <stdio.h>
