@@ -200,20 +200,7 @@ def find_arena_size(model, low=256, high=1 << 24, granularity=16):
         raise ValueError(
             f"`low` must be below `high`. Received: low={low}, high={high}"
         )
-    model_bytes = read_model(model)
-    with tempfile.NamedTemporaryFile(suffix=".tflite", delete=False) as f:
-        f.write(model_bytes)
-        path = f.name
-    try:
-        out = subprocess.run(
-            [sys.executable, os.path.abspath(__file__), path]
-            + [str(v) for v in (low, high, granularity)],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-    finally:
-        os.unlink(path)
+    out = _run_self(model, lambda path: [path, low, high, granularity])
     size = int(out.stdout.strip().splitlines()[-1])
     if size < 0:
         raise RuntimeError(
@@ -221,6 +208,26 @@ def find_arena_size(model, low=256, high=1 << 24, granularity=16):
             f"{high} bytes."
         )
     return size
+
+
+def _run_self(model, arguments):
+    """Runs this module as a script in a fresh process (TFLite Micro's
+    allocator logs and failures stay out of this one) on the model
+    written to a temporary file; `arguments(path)` gives its arguments."""
+    model_bytes = read_model(model)
+    with tempfile.NamedTemporaryFile(suffix=".tflite", delete=False) as f:
+        f.write(model_bytes)
+        path = f.name
+    try:
+        return subprocess.run(
+            [sys.executable, os.path.abspath(__file__)]
+            + [str(v) for v in arguments(path)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    finally:
+        os.unlink(path)
 
 
 _ALLOCATION = re.compile(
@@ -238,20 +245,9 @@ def allocations(model, arena_size):
     bytes: `{"total", "head", "tail": bytes, "kinds": {kind: {"bytes",
     "count"}}}`. The head holds the planned tensors (activations, inputs,
     outputs), the tail the interpreter's persistent bookkeeping."""
-    model_bytes = read_model(model)
-    with tempfile.NamedTemporaryFile(suffix=".tflite", delete=False) as f:
-        f.write(model_bytes)
-        path = f.name
-    try:
-        out = subprocess.run(
-            [sys.executable, os.path.abspath(__file__), "--allocations"]
-            + [path, str(int(arena_size))],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-    finally:
-        os.unlink(path)
+    out = _run_self(
+        model, lambda path: ["--allocations", path, int(arena_size)]
+    )
     text = out.stdout + out.stderr
     result = {m["part"]: int(m["bytes"]) for m in _TOTAL.finditer(text)}
     result["kinds"] = {
