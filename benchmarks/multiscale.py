@@ -27,7 +27,8 @@ in a 16-step window, library defaults), `conv-only`
 (`use_recurrence=False`), `mingru-only` (`use_conv=False`), and one
 `keras.layers.GRU` / `LSTM` layer with a per-step Dense decoder. Every
 model is trained with the same protocol (Adam 3e-3 with cosine decay to
-1.5e-4, `clipnorm=1`, batch 16, 2048 training sequences, 20 epochs), the
+1.5e-4, `clipnorm=1`, batch 16, 1024 training sequences of 256 steps,
+256 validation and 512 test sequences, 12 epochs), the
 validation metric is recorded after every epoch, and the epoch with the
 best validation metric is kept. Reported: the learning curves (plot),
 the epochs to a stated threshold on the validation metric, the final
@@ -35,15 +36,20 @@ test metric, and for the seed-0 keras_mgrade models the metric of the
 int8 file on the TFLite Micro interpreter (`export_tflite(...,
 quantize="int8")` then `stream_file`).
 
-`--variants` runs the controlled experiments of the training-dynamics
-study instead: the same protocol for MGRADE (and MinGRU-only) with one
-factor changed at a time (`VARIANTS`: the MinGRU gate-bias
-initialisation, the scale of the convolution at initialisation, sigma,
-normalised taps, the delay learning-rate multiplier, the norms).
+`--variants` adds controlled experiments of the training-dynamics study:
+the same protocol for the kinds in `--variant-kinds` with one factor
+changed at a time (`VARIANTS`: the MinGRU gate-bias initialisation, the
+scale of the convolution at initialisation, sigma, normalised taps, the
+delay learning-rate multiplier, the norms). `--check lorenz|quickstart`
+runs only the regression check of a block default
+(`--gate-bias-initializer`) on `paper_tables`' Lorenz protocol or on
+`examples/quickstart.py --fast`.
 
     KERAS_BACKEND=jax python benchmarks/multiscale.py [--fast]
-        [--tasks ...] [--kinds ...] [--seeds 3] [--epochs 20]
-        [--variants NAME ...] [--out benchmarks]
+        [--tasks ...] [--kinds ...] [--seeds 3] [--epochs 12]
+        [--variants NAME ...] [--variant-kinds KIND ...] [--no-micro]
+        [--check lorenz|quickstart] [--gate-bias-initializer CHOICE]
+        [--out benchmarks]
 
 `--fast` is a tiny configuration for a quick check (about a minute).
 """
