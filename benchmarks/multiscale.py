@@ -129,6 +129,7 @@ VARIANTS = {
     "normalize-taps": {**ZERO, "normalize_taps": True},
     "positions-lr-1": {**ZERO, "positions_lr_multiplier": 1.0},
     "rms-norm": {**ZERO, "norm": "rms"},
+    "no-norm": {**ZERO, "norm": None},
 }
 
 
