@@ -24,6 +24,7 @@ BLOCK_ARGS = (
     "positions_initializer",
     "positions_lr_multiplier",
     "normalize_taps",
+    "gate_bias_initializer",
     "seed",
 )
 
@@ -48,6 +49,7 @@ def mgrade_classifier(
     positions_initializer="evenly_spaced",
     positions_lr_multiplier=5.0,
     normalize_taps=False,
+    gate_bias_initializer=None,
     seed=None,
     name="mgrade_classifier",
 ):
@@ -88,6 +90,9 @@ def mgrade_classifier(
             `"evenly_spaced"`.
         positions_lr_multiplier: see `DCLSConv1D`. Defaults to `5.0`.
         normalize_taps: see `DCLSConv1D`. Defaults to `False`.
+        gate_bias_initializer: the MinGRU gate-bias initializer (see
+            `MGRADE`): None (a zero bias), `"timescales"`, `"chrono"`,
+            `"auto"` or a Keras initializer. Defaults to `None`.
         seed: int, seed of the initializers. Defaults to `None`.
         name: the model name.
 
@@ -136,6 +141,7 @@ def mgrade_seq2seq(
     positions_initializer="evenly_spaced",
     positions_lr_multiplier=5.0,
     normalize_taps=False,
+    gate_bias_initializer=None,
     seed=None,
     name="mgrade_seq2seq",
 ):
@@ -153,7 +159,8 @@ def mgrade_seq2seq(
         units, num_layers, kernel_taps, max_delay, sigma, mlp_ratio, norm,
         dropout, timesteps, vocabulary_size, use_conv, use_recurrence,
         scan, positions_initializer, positions_lr_multiplier,
-        normalize_taps, seed: as in `mgrade_classifier`.
+        normalize_taps, gate_bias_initializer, seed: as in
+        `mgrade_classifier`.
         name: the model name.
 
     Returns:

@@ -9,6 +9,8 @@ Synthetic tasks:
 - `selective_copy`: Mamba's selective copying.
 - `multi_timescale`: classification needing a short delay line and a long
   memory.
+- `cued_lorenz`, `lorenz_sample_hold`, `tone_flip_flop`: tasks that
+  need a fast delay embedding and a memory of hundreds of steps at once.
 - `listops`: Long Range Arena ListOps, with `listops_evaluate` and
   `listops_to_string`.
 
@@ -30,6 +32,9 @@ from keras_mgrade.datasets.lorenz import LORENZ_MEAN
 from keras_mgrade.datasets.lorenz import LORENZ_STD
 from keras_mgrade.datasets.lorenz import lorenz
 from keras_mgrade.datasets.lorenz import lorenz_derivative
+from keras_mgrade.datasets.multiscale import cued_lorenz
+from keras_mgrade.datasets.multiscale import lorenz_sample_hold
+from keras_mgrade.datasets.multiscale import tone_flip_flop
 from keras_mgrade.datasets.speech import speech_commands
 from keras_mgrade.datasets.speech import speech_commands_tfds
 from keras_mgrade.datasets.synthetic import flip_flop
@@ -40,6 +45,7 @@ __all__ = [
     "LISTOPS_VOCABULARY",
     "LORENZ_MEAN",
     "LORENZ_STD",
+    "cued_lorenz",
     "digits",
     "flip_flop",
     "listops",
@@ -47,6 +53,7 @@ __all__ = [
     "listops_to_string",
     "lorenz",
     "lorenz_derivative",
+    "lorenz_sample_hold",
     "multi_timescale",
     "scifar",
     "selective_copy",
@@ -54,4 +61,5 @@ __all__ = [
     "smnist",
     "speech_commands",
     "speech_commands_tfds",
+    "tone_flip_flop",
 ]

@@ -12,4 +12,5 @@ from keras_mgrade.layers.last_timestep import LastTimestep
 from keras_mgrade.layers.mgrade import MGRADE
 from keras_mgrade.layers.min_gru import MinGRU
 from keras_mgrade.layers.min_gru import MinGRUCell
+from keras_mgrade.layers.min_gru import TimescaleInitializer
 from keras_mgrade.layers.temporal_mean_pooling import TemporalMeanPooling

@@ -13,10 +13,15 @@ from keras_mgrade.core.contract import StreamingLayer
 from keras_mgrade.layers import streaming_ops
 from keras_mgrade.layers.dcls_conv1d import DCLSConv1D
 from keras_mgrade.layers.min_gru import MinGRU
+from keras_mgrade.layers.min_gru import get_gate_bias_initializer
 
 NORMS = ("layer", "rms", None)
 # The factor of `sigmoid_gelu(x) = x sigmoid(1.702 x)`.
 SIGMOID_GELU = 1.702
+
+
+def _is_auto(value):
+    return isinstance(value, str) and value == "auto"
 
 
 @keras.saving.register_keras_serializable(package="keras_mgrade")
@@ -77,6 +82,18 @@ class MGRADE(StreamingLayer):
         scan: the MinGRU scan form (see `MinGRU`). Defaults to `"auto"`.
         kernel_initializer: initializer of the Dense and MinGRU kernels.
             Defaults to `"glorot_uniform"`.
+        gate_bias_initializer: initializer of the MinGRU's update-gate
+            bias (see `MinGRU`). None: a zero bias (`z = 1/2`, memories of
+            about 2 steps at initialization, as in Feng et al.).
+            `"timescales"`: a `TimescaleInitializer` (initial memories
+            log-uniform from 2 to 256 steps), which speeds up learning
+            tasks that hold information for hundreds of steps while the
+            convolution carries the fast dynamics, but costs accuracy on
+            tasks that need short memories only (README, "Gate bias at
+            initialization"). `"chrono"`: the same with uniform spacing.
+            `"auto"`: `"timescales"` when the block has its convolution,
+            None without it (`use_conv=False`, where the MinGRU must also
+            do the fast part). Or a Keras initializer. Defaults to `None`.
         return_sequences: bool, return the whole sequence (the usual case
             when blocks are stacked) or only the last step. Defaults to
             `True`.
@@ -135,6 +152,7 @@ class MGRADE(StreamingLayer):
         rounded=False,
         scan="auto",
         kernel_initializer="glorot_uniform",
+        gate_bias_initializer=None,
         return_sequences=True,
         return_state=False,
         stateful=False,
@@ -148,6 +166,8 @@ class MGRADE(StreamingLayer):
         mlp_ratio = _utils.check_positive_int("mlp_ratio", mlp_ratio, 0)
         dropout = _utils.check_rate("dropout", dropout)
         _check_parts(norm, use_conv, use_recurrence)
+        if not _is_auto(gate_bias_initializer):
+            get_gate_bias_initializer(gate_bias_initializer)  # fails early
         super().__init__(**kwargs)
         self.units = units
         self.kernel_taps = kernel_taps
@@ -167,6 +187,7 @@ class MGRADE(StreamingLayer):
         self.rounded = bool(rounded)
         self.scan = scan
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.gate_bias_initializer = gate_bias_initializer
         self.return_sequences = bool(return_sequences)
         self.return_state = bool(return_state)
         self.stateful = bool(stateful)
@@ -213,6 +234,7 @@ class MGRADE(StreamingLayer):
             self.min_gru = MinGRU(
                 units,
                 kernel_initializer=init(),
+                gate_bias_initializer=self._gate_bias_initializer(),
                 return_sequences=True,
                 return_state=True,
                 stateful=self.stateful,
@@ -236,6 +258,12 @@ class MGRADE(StreamingLayer):
         self.dropout_layer = keras.layers.Dropout(
             self.dropout, seed=self.seed, dtype=policy, name="dropout"
         )
+
+    def _gate_bias_initializer(self):
+        value = self.gate_bias_initializer
+        if _is_auto(value):
+            value = "timescales" if self.use_conv else None
+        return get_gate_bias_initializer(value, seed=self.seed)
 
     def _make_norm(self, name):
         if self.norm is None:
@@ -391,6 +419,9 @@ class MGRADE(StreamingLayer):
                 self.positions_initializer
             ),
             kernel_initializer=_utils.serialize_choice(self.kernel_initializer),
+            gate_bias_initializer=_utils.serialize_choice(
+                self.gate_bias_initializer
+            ),
         )
         return {**super().get_config(), **config}
 

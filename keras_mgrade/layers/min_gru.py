@@ -1,6 +1,7 @@
 """MinGRU: the minimal gated recurrent unit, trained with a parallel scan."""
 
 import dataclasses
+import math
 
 import keras
 from keras import constraints
@@ -50,6 +51,116 @@ def log_candidate_activation(x):
 
 
 @keras.saving.register_keras_serializable(package="keras_mgrade")
+class TimescaleInitializer(keras.initializers.Initializer):
+    """Initializes a MinGRU update-gate bias from a range of memories.
+
+    The gate is `z = sigmoid(u W_z + b_z)` and `h_t = (1 - z) h_{t-1} +
+    z h~_t`: at a zero input a unit keeps `1 - z` of its state per step,
+    a memory of `tau = 1 / z` steps. This initializer draws one `tau` per
+    unit in `[min_timescale, max_timescale]` and sets
+
+        b_z = -log(tau - 1)            (so that 1 / z = tau),
+
+    with `tau` log-uniform (`spacing="log"`: as many units per octave,
+    the way S4D and Mamba initialise their step sizes) or uniform
+    (`spacing="linear"`: Tallec & Ollivier's chrono initialization, most
+    units slow). A zero bias instead gives every unit `z = 1/2`, a memory
+    of 2 steps, and the gradient to an input hundreds of steps back
+    vanishes until training has closed the gates.
+
+    Args:
+        min_timescale: float >= 2, the shortest initial memory in steps.
+            Defaults to `2`.
+        max_timescale: float > `min_timescale`, the longest (the range of
+            dependencies expected). Defaults to `256`.
+        spacing: `"log"` or `"linear"`. Defaults to `"log"`.
+        seed: int or None, as in `keras.initializers.RandomUniform`.
+            Defaults to `None`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> init = TimescaleInitializer(max_timescale=100, seed=1)
+    >>> b = keras.ops.convert_to_numpy(init((8,)))
+    >>> tau = 1 + np.exp(-b)  # 1 / z at a zero input
+    >>> bool(np.all((tau >= 2) & (tau <= 100)))
+    True
+
+    Reference:
+        Tallec & Ollivier, "Can recurrent neural networks warp time?",
+        ICLR 2018, https://arxiv.org/abs/1804.11188; Gu et al., "On the
+        Parameterization and Initialization of Diagonal State Space
+        Models", NeurIPS 2022, https://arxiv.org/abs/2206.11893.
+    """
+
+    def __init__(
+        self, min_timescale=2.0, max_timescale=256.0, spacing="log", seed=None
+    ):
+        low = _utils.check_positive_float("min_timescale", min_timescale)
+        high = _utils.check_positive_float("max_timescale", max_timescale)
+        if low < 2 or high <= low:
+            raise ValueError(
+                "The timescales must satisfy 2 <= min_timescale < "
+                f"max_timescale. Received: min_timescale={min_timescale}, "
+                f"max_timescale={max_timescale}"
+            )
+        if spacing not in TIMESCALE_SPACINGS:
+            raise ValueError(
+                f"Unknown spacing. Expected one of {TIMESCALE_SPACINGS}. "
+                f"Received: spacing={spacing!r}"
+            )
+        self.min_timescale = low
+        self.max_timescale = high
+        self.spacing = spacing
+        self._uniform = keras.initializers.RandomUniform(0.0, 1.0, seed=seed)
+
+    def __call__(self, shape, dtype=None):
+        r = ops.cast(self._uniform(shape, dtype="float32"), "float32")
+        low, high = self.min_timescale, self.max_timescale
+        if self.spacing == "log":
+            tau = ops.exp(math.log(low) + r * (math.log(high) - math.log(low)))
+        else:
+            tau = low + r * (high - low)
+        return ops.cast(-ops.log(tau - 1.0), dtype or "float32")
+
+    def get_config(self):
+        return {
+            "min_timescale": self.min_timescale,
+            "max_timescale": self.max_timescale,
+            "spacing": self.spacing,
+            "seed": self._uniform.get_config()["seed"],
+        }
+
+
+TIMESCALE_SPACINGS = ("log", "linear")
+# The names `gate_bias_initializer` accepts besides Keras initializers:
+# `TimescaleInitializer()` and Tallec & Ollivier's chrono.
+GATE_BIAS_INITIALIZERS = {
+    "timescales": {},
+    "chrono": {"spacing": "linear"},
+}
+
+
+def get_gate_bias_initializer(value, seed=None):
+    """The initializer of the MinGRU gate bias that `value` names: None
+    (the gate shares `bias_initializer`), `"timescales"` or `"chrono"`
+    (a `TimescaleInitializer` with its defaults, log or linear spacing,
+    and `seed`), or any Keras initializer or name."""
+    if value is None or isinstance(value, TimescaleInitializer):
+        return value
+    if isinstance(value, str) and value in GATE_BIAS_INITIALIZERS:
+        return TimescaleInitializer(**GATE_BIAS_INITIALIZERS[value], seed=seed)
+    try:
+        return initializers.get(value)
+    except ValueError:
+        raise ValueError(
+            "Unknown gate_bias_initializer. Expected None, one of "
+            f"{tuple(GATE_BIAS_INITIALIZERS)} or a Keras initializer. "
+            f"Received: gate_bias_initializer={value!r}"
+        ) from None
+
+
+@keras.saving.register_keras_serializable(package="keras_mgrade")
 class MinGRUCell(keras.layers.Layer):
     """One time step of the minimal gated recurrent unit (minGRU).
 
@@ -84,6 +195,11 @@ class MinGRUCell(keras.layers.Layer):
         kernel_initializer: initializer for `kernel`. Defaults to
             `"glorot_uniform"`.
         bias_initializer: initializer for `bias`. Defaults to `"zeros"`.
+        gate_bias_initializer: initializer for the gate half of `bias`
+            (`b_z`): `"timescales"` (`TimescaleInitializer()`: initial
+            memories log-uniform from 2 to 256 steps), `"chrono"`
+            (uniform), a Keras initializer, or None to use
+            `bias_initializer` for the whole bias. Defaults to `None`.
         kernel_regularizer: regularizer for `kernel`. Defaults to `None`.
         bias_regularizer: regularizer for `bias`. Defaults to `None`.
         kernel_constraint: constraint for `kernel`. Defaults to `None`.
@@ -119,14 +235,17 @@ class MinGRUCell(keras.layers.Layer):
         bias_regularizer=None,
         kernel_constraint=None,
         bias_constraint=None,
+        gate_bias_initializer=None,
         **kwargs,
     ):
         units = _utils.check_positive_int("units", units)
+        gate_init = get_gate_bias_initializer(gate_bias_initializer)
         super().__init__(**kwargs)
         self.units = units
         self.use_bias = bool(use_bias)
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.bias_initializer = initializers.get(bias_initializer)
+        self.gate_bias_initializer = gate_init
         self.kernel_regularizer = regularizers.get(kernel_regularizer)
         self.bias_regularizer = regularizers.get(bias_regularizer)
         self.kernel_constraint = constraints.get(kernel_constraint)
@@ -151,13 +270,30 @@ class MinGRUCell(keras.layers.Layer):
         if self.use_bias:
             self.bias = self.add_weight(
                 shape=(2 * self.units,),
-                initializer=self.bias_initializer,
+                initializer=self._bias_initializer(),
                 regularizer=self.bias_regularizer,
                 constraint=self.bias_constraint,
                 name="bias",
             )
         else:
             self.bias = None
+
+    def _bias_initializer(self):
+        if self.gate_bias_initializer is None:
+            return self.bias_initializer
+        gate, rest, units = (
+            self.gate_bias_initializer,
+            self.bias_initializer,
+            self.units,
+        )
+
+        def initializer(shape, dtype=None):
+            # [gate z | candidate h], as the kernel's columns.
+            return ops.concatenate(
+                [gate((units,), dtype=dtype), rest((units,), dtype=dtype)]
+            )
+
+        return initializer
 
     def project(self, inputs):
         """`inputs @ kernel + bias`: the gate and candidate pre-activations
@@ -201,6 +337,9 @@ class MinGRUCell(keras.layers.Layer):
             "units": self.units,
             "use_bias": self.use_bias,
             **_utils.serialize_options(self),
+            "gate_bias_initializer": _utils.serialize_choice(
+                self.gate_bias_initializer
+            ),
         }
         return {**super().get_config(), **config}
 
@@ -237,6 +376,10 @@ class MinGRU(StreamingLayer):
         kernel_initializer: initializer for `kernel`. Defaults to
             `"glorot_uniform"`.
         bias_initializer: initializer for `bias`. Defaults to `"zeros"`.
+        gate_bias_initializer: initializer for the gate half of `bias`:
+            `"timescales"`, `"chrono"`, a Keras initializer, or None (see
+            `MinGRUCell`).
+            Defaults to `None`.
         kernel_regularizer: regularizer for `kernel`. Defaults to `None`.
         bias_regularizer: regularizer for `bias`. Defaults to `None`.
         activity_regularizer: regularizer for the output. Defaults to
@@ -316,6 +459,7 @@ class MinGRU(StreamingLayer):
         stateful=False,
         scan="auto",
         seed=None,
+        gate_bias_initializer=None,
         **kwargs,
     ):
         units = _utils.check_positive_int("units", units)
@@ -343,6 +487,7 @@ class MinGRU(StreamingLayer):
             bias_regularizer=bias_regularizer,
             kernel_constraint=kernel_constraint,
             bias_constraint=bias_constraint,
+            gate_bias_initializer=gate_bias_initializer,
             dtype=self.dtype_policy,
             name="min_gru_cell",
         )

@@ -132,6 +132,42 @@ def test_save_load_keras_file():
     np.testing.assert_allclose(to_numpy(loaded(x)), expected, rtol=1e-6)
 
 
+def _gate_bias(block):
+    return to_numpy(block.min_gru.bias)[: block.units].astype("float64")
+
+
+def test_gate_bias_auto_gives_long_memories_with_the_convolution():
+    x = _x(5)
+    auto = dict(gate_bias_initializer="auto")
+    with_conv = MGRADE(16, kernel_taps=2, max_delay=4, seed=1, **auto)
+    without = MGRADE(16, use_conv=False, **auto)
+    default = MGRADE(16, kernel_taps=2, max_delay=4, seed=1)
+    chrono = MGRADE(
+        16, kernel_taps=2, max_delay=4, gate_bias_initializer="chrono"
+    )
+    for block in (with_conv, without, default, chrono):
+        block(x)
+    # "auto": memories 1 / z = 1 + exp(-b) in [2, 256] with the
+    # convolution, a zero bias (z = 1/2) without it; the default is zero.
+    tau = 1.0 + np.exp(-_gate_bias(with_conv))
+    assert np.all((tau >= 2.0) & (tau <= 256.0)) and np.ptp(tau) > 10
+    assert with_conv.min_gru.cell.gate_bias_initializer.spacing == "log"
+    np.testing.assert_array_equal(_gate_bias(without), 0.0)
+    np.testing.assert_array_equal(_gate_bias(default), 0.0)
+    assert chrono.min_gru.cell.gate_bias_initializer.spacing == "linear"
+    # The candidate half keeps its zero bias.
+    np.testing.assert_array_equal(to_numpy(with_conv.min_gru.bias)[16:], 0.0)
+    # Seeded blocks repeat; the config keeps the choice.
+    again = MGRADE(16, kernel_taps=2, max_delay=4, seed=1, **auto)
+    again(x)
+    np.testing.assert_array_equal(_gate_bias(again), _gate_bias(with_conv))
+    assert with_conv.get_config()["gate_bias_initializer"] == "auto"
+    assert default.get_config()["gate_bias_initializer"] is None
+    rebuilt = MGRADE.from_config(with_conv.get_config())
+    rebuilt(x)
+    np.testing.assert_array_equal(_gate_bias(rebuilt), _gate_bias(with_conv))
+
+
 def test_building_does_not_import_tensorflow():
     # On JAX and PyTorch, building a model stays within the backend.
     code = (
@@ -185,6 +221,11 @@ BAD_ARGUMENTS = [
         "norm_epsilon=-1",
     ),
     ("sigma_zero", lambda: MGRADE(8, sigma=0.0), "sigma=0.0"),
+    (
+        "unknown_gate_bias_initializer",
+        lambda: MGRADE(8, gate_bias_initializer="slow"),
+        "gate_bias_initializer='slow'",
+    ),
     (
         "width_differs",
         lambda: MGRADE(8)(np.zeros((2, 5, 3), "float32")),

@@ -18,6 +18,7 @@ from keras import ops
 
 from keras_mgrade.layers import MinGRU
 from keras_mgrade.layers import MinGRUCell
+from keras_mgrade.layers import TimescaleInitializer
 
 FORMS = ("auto", "sequential", "chunked", "associative", "log")
 
@@ -228,6 +229,65 @@ def test_tensorflow_jit_compile_fit():
     assert model.jit_compile
 
 
+@pytest.mark.parametrize("spacing", ["log", "linear"])
+def test_timescale_initializer_distribution(spacing):
+    init = TimescaleInitializer(4.0, 300.0, spacing=spacing, seed=3)
+    b = to_numpy(init((20000,))).astype("float64")
+    tau = 1.0 + np.exp(-b)  # 1 / sigmoid(b): the memory at a zero input
+    assert tau.min() >= 4.0 - 1e-3 and tau.max() <= 300.0 + 1e-2
+    # Uniform in log(tau) or in tau: the quartiles of the matching variable
+    # sit at a quarter, a half and three quarters of its range.
+    scale = np.log if spacing == "log" else (lambda v: v)
+    u = (scale(tau) - scale(4.0)) / (scale(300.0) - scale(4.0))
+    np.testing.assert_allclose(
+        np.quantile(u, [0.25, 0.5, 0.75]), [0.25, 0.5, 0.75], atol=0.02
+    )
+    again = TimescaleInitializer.from_config(init.get_config())
+    np.testing.assert_array_equal(to_numpy(again((20000,))), b)
+
+
+def test_gate_bias_initializer_sets_the_gate_memories():
+    # With a zero kernel the gate is sigmoid(b_z) at every step and the
+    # candidate g(b_h) is constant, so h_t - g decays as (1 - z)^t, with
+    # 1 - z = 1 - 1 / tau for the initializer's tau.
+    layer = MinGRU(
+        4,
+        return_sequences=True,
+        kernel_initializer="zeros",
+        bias_initializer=keras.initializers.Constant(0.3),
+        gate_bias_initializer=TimescaleInitializer(seed=0),
+    )
+    x = np.zeros((1, 50, 3), "float32")
+    h0 = np.full((1, 4), 2.0, "float32")
+    y = to_numpy(layer(x, initial_state=h0))[0]
+    bias = to_numpy(layer.bias)
+    np.testing.assert_array_equal(bias[4:], np.float32(0.3))
+    tau = 1.0 + np.exp(-bias[:4].astype("float64"))
+    assert np.all((tau >= 2.0) & (tau <= 256.0))
+    g = 0.3 + 0.5  # g(0.3) = 0.3 + 0.5
+    t = np.arange(1, 51)[:, None]
+    expected = g + (2.0 - g) * (1.0 - 1.0 / tau) ** t
+    np.testing.assert_allclose(y, expected, rtol=1e-5)
+    config = layer.get_config()
+    assert config["gate_bias_initializer"]["class_name"] == (
+        "TimescaleInitializer"
+    )
+    rebuilt = MinGRU.from_config(config)
+    rebuilt.build((1, 50, 3))
+    np.testing.assert_array_equal(to_numpy(rebuilt.bias), bias)
+
+
+@pytest.mark.parametrize(
+    "name, spacing", [("timescales", "log"), ("chrono", "linear")]
+)
+def test_gate_bias_initializer_names(name, spacing):
+    layer = MinGRU(3, gate_bias_initializer=name)
+    assert layer.cell.gate_bias_initializer.spacing == spacing
+    plain = MinGRU(3)
+    plain.build((1, 2, 5))
+    np.testing.assert_array_equal(to_numpy(plain.bias), 0.0)
+
+
 _X = np.zeros((2, 3, 5), "float32")
 
 BAD_ARGUMENTS = [
@@ -254,6 +314,26 @@ BAD_ARGUMENTS = [
         "negative_initial_state",
         lambda: MinGRU(4)(_X, initial_state=-np.ones((2, 4), "float32")),
         "must be >= 0",
+    ),
+    (
+        "unknown_gate_bias_initializer",
+        lambda: MinGRU(4, gate_bias_initializer="chrno"),
+        "gate_bias_initializer='chrno'",
+    ),
+    (
+        "timescale_below_two",
+        lambda: TimescaleInitializer(min_timescale=1.0),
+        "min_timescale=1.0, max_timescale=256",
+    ),
+    (
+        "timescales_reversed",
+        lambda: TimescaleInitializer(10.0, 5.0),
+        "min_timescale=10.0, max_timescale=5.0",
+    ),
+    (
+        "unknown_spacing",
+        lambda: TimescaleInitializer(spacing="geometric"),
+        "spacing='geometric'",
     ),
     (
         "stateful_without_batch_size",
