@@ -11,7 +11,8 @@ to int8 TFLite (calibrated on the quickstart task), and prints:
 - the measured TFLite Micro arena (smallest that works) and its split as
   TFLite Micro records it: the head (planned tensors: state in/out and
   activations) and the tail (interpreter bookkeeping: tensor and node
-  structs, per-op persistent data);
+  structs, per-op persistent data); the 32-bit Cortex-M estimate
+  (`keras_mgrade.export.estimate`) beside it;
 - the per-step latency of one invoke on the TFLite Micro interpreter;
 - the same model exported with `state="variables"`: flatbuffer and arena;
 - the flash taken by the generated `model_data.cc` on Cortex-M: compiled
@@ -177,7 +178,8 @@ def main():
     )
     print(
         f"TFLite Micro arena (smallest that works): {arena} B = "
-        f"{arena / analytic_ram:.2f} x analytic RAM"
+        f"{arena / analytic_ram:.2f} x analytic RAM (64-bit host); 32-bit "
+        f"Cortex-M estimate {report['arena']['cortex_m_estimate_bytes']} B"
     )
     print(
         f"  recorded head (planned tensors) {head} B = "
