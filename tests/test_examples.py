@@ -53,6 +53,13 @@ def test_quickstart_fast(tmp_path):
     assert i8["ram"] == report["arena"]["cortex_m_estimate_bytes"]
     # Deployed, the int8 file is smaller than the float32 one.
     assert i8["flash"] + i8["ram"] < f32["flash"] + f32["ram"]
+    # The C backend: the same int8 step, its state counted in its RAM.
+    c_row = results["deployed"][2]
+    c_report = json.loads((tmp_path / "c" / "mgrade_c.json").read_text())
+    assert c_row["label"].startswith("mGRADE int8, C backend")
+    assert (tmp_path / "c" / "mgrade.c").stat().st_size > 0
+    assert c_row["ram"] >= c_report["state_bytes"] > 0
+    assert c_row["flash"] >= c_report["const_bytes"] > 0
     assert abs(f32["accuracy_value"] - results["float_accuracy"]) <= 1.0
 
 
