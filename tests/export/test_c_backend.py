@@ -4,9 +4,10 @@ The reference is the TFLite Micro Python runtime on the same `.tflite`
 file: every output of every step of the generated C (host gcc, C99,
 -Wall -Wextra -Werror) must be bit-identical to it, over 4,096 steps,
 for the quickstart architecture, a seq2seq model, a QAT model, a
-4-steps-per-invoke file and random-weight models covering every block
-option. Unary operators are checked exhaustively (all 256 int8 inputs)
-against one-operator files, binary operators on all 65,536 input pairs.
+4-steps-per-invoke file, random-weight models covering every block
+option and the registered `keras.layers.Conv1D(padding="causal")`.
+Unary operators are checked exhaustively (all 256 int8 inputs) against
+one-operator files, binary operators on all 65,536 input pairs.
 On emulated Cortex-M4 (QEMU mps2-an386) and Cortex-M55 (mps3-an547) the
 firmware's outputs must equal the host's. Exports run on the TensorFlow
 backend only; tests skip where the C tools are missing.
@@ -78,6 +79,18 @@ def _mixed_blocks():
     return keras.Model(inputs, outputs)
 
 
+def _causal_conv1d():
+    """The registered stock layer: `keras.layers.Conv1D(padding="causal")`
+    with a dilation, between Dense layers and before an MGRADE block."""
+    inputs = keras.Input((None, 2))
+    x = keras.layers.Conv1D(
+        6, 3, padding="causal", dilation_rate=2, activation="relu"
+    )(inputs)
+    x = MGRADE(6, kernel_taps=2, max_delay=4, seed=7)(x)
+    outputs = keras.layers.Dense(3)(x)
+    return keras.Model(inputs, outputs)
+
+
 def _rounded():
     model = mgrade_classifier(
         2, 3, units=8, num_layers=1, kernel_taps=3, max_delay=8,
@@ -142,6 +155,7 @@ MODELS = {
         {},
     ),
     "rounded": (_rounded, {}),
+    "conv1d": (_causal_conv1d, {}),
 }
 
 
