@@ -60,7 +60,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
@@ -69,12 +68,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+from paper_tables import int8_on_micro  # noqa: E402
 from paper_tables import rnn_footprint  # noqa: E402
 
 from keras_mgrade import datasets  # noqa: E402
 from keras_mgrade import memory  # noqa: E402
-from keras_mgrade.export import export_tflite  # noqa: E402
-from keras_mgrade.export import stream_file  # noqa: E402
 from keras_mgrade.models import mgrade_seq2seq  # noqa: E402
 
 KINDS = ("mgrade", "conv-only", "mingru-only", "gru", "lstm")
@@ -359,17 +357,9 @@ def check_on_micro(task, model, data, num_test=32):
     """Exports `model` to int8 and streams test sequences on TFLite
     Micro: the metric of the file and of the float model on them."""
     x_test, targets, weights = (a[:num_test] for a in data["test"])
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "model_int8.tflite")
-        report = export_tflite(
-            model,
-            path,
-            quantize="int8",
-            representative_data=data["train"][0][:16],
-            verbose=False,
-        )
-        pred = stream_file(path, x_test)
-    float_pred = model.predict(x_test, verbose=0)
+    report, pred, float_pred = int8_on_micro(
+        model, data["train"][0][:16], x_test
+    )
     return dict(
         flatbuffer_bytes=report["flatbuffer_bytes"],
         arena_bytes=report["arena_bytes"],

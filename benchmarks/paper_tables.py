@@ -251,22 +251,29 @@ def train_model(model, data, epochs, batch_size=32):
     return model
 
 
-def check_on_micro(model, data, skip, num_test):
-    """Exports `model` to int8 and streams test sequences on TFLite Micro."""
-    x_train = data["train"][0]
-    x_test, y_test = data["test"]
-    x_test, y_test = x_test[:num_test], y_test[:num_test]
+def int8_on_micro(model, calibration, x_test):
+    """Exports `model` to int8 (calibrated on the `calibration`
+    sequences) and streams `x_test` on TFLite Micro: `(export report,
+    int8 predictions, float predictions of the model)`."""
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "model_int8.tflite")
         report = export_tflite(
             model,
             path,
             quantize="int8",
-            representative_data=x_train[:16],
+            representative_data=calibration,
             verbose=False,
         )
         pred = stream_file(path, x_test)
-    float_pred = model.predict(x_test, verbose=0)
+    return report, pred, model.predict(x_test, verbose=0)
+
+
+def check_on_micro(model, data, skip, num_test):
+    """Exports `model` to int8 and streams test sequences on TFLite Micro."""
+    x_test, y_test = (a[:num_test] for a in data["test"])
+    report, pred, float_pred = int8_on_micro(
+        model, data["train"][0][:16], x_test
+    )
     return dict(
         flatbuffer_bytes=report["flatbuffer_bytes"],
         arena_bytes=report["arena_bytes"],
