@@ -320,6 +320,69 @@ def table(name, rows):
     return "\n".join(lines)
 
 
+def speed(repeats=5, steps=8, warmup=3):
+    """Seconds per training step (`train_on_batch`, batch 32, after
+    `warmup` steps) of the float model and of its QAT model, for the
+    `digits` and `lorenz` models and a 2-block `lorenz`: the median over
+    `repeats` runs of `steps` steps each. Returns the table (markdown)."""
+    shapes = [
+        # label, task, units, norm, timesteps, blocks
+        ("digits", "digits", 16, "layer", 64, 1),
+        ("lorenz", "lorenz", 32, None, 128, 1),
+        ("lorenz, 2 blocks", "lorenz", 32, None, 128, 2),
+    ]
+    rng = np.random.default_rng(0)
+
+    def seconds(m, loss, x, y):
+        m.compile(keras.optimizers.Adam(1e-4), loss)
+        for _ in range(warmup):
+            m.train_on_batch(x, y)
+        runs = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            for _ in range(steps):
+                m.train_on_batch(x, y)
+            runs.append((time.perf_counter() - start) / steps)
+        return float(np.median(runs))
+
+    lines = [
+        f"backend {keras.backend.backend()}; seconds per training step "
+        f"(batch {BATCH}), median of {repeats} x {steps} steps",
+        "",
+        "| model | float step (s) | QAT step (s) | QAT / float |",
+        "|---|---:|---:|---:|",
+    ]
+    for label, task, units, norm, timesteps, blocks in shapes:
+        keras.utils.set_random_seed(0)
+        kwargs = dict(
+            units=units,
+            num_layers=blocks,
+            kernel_taps=4,
+            max_delay=16,
+            sigma=2.0,
+            norm=norm,
+            timesteps=timesteps,
+            seed=0,
+        )
+        x = rng.normal(size=(BATCH, timesteps, 1)).astype("float32")
+        if task == "lorenz":
+            model = mgrade_seq2seq(1, 2, **kwargs)
+            loss = "mse"
+            y = rng.normal(size=(BATCH, timesteps, 2)).astype("float32")
+        else:
+            model = mgrade_classifier(1, 10, **kwargs)
+            loss = keras.losses.SparseCategoricalCrossentropy(True)
+            y = rng.integers(0, 10, size=(BATCH,)).astype("int32")
+
+        t_float = seconds(model, loss, x, y)
+        t_qat = seconds(quantize_model(model), loss, x, y)
+        lines.append(
+            f"| {label} | {t_float:.4f} | {t_qat:.4f} | {t_qat / t_float:.2f} |"
+        )
+        print(lines[-1], flush=True)
+    return "\n".join(lines)
+
+
 def machine():
     model = ""
     try:
@@ -356,7 +419,17 @@ def main(argv=None):
         "the accuracy (fake-quantized Keras model, one point at a time in "
         "float)",
     )
+    parser.add_argument(
+        "--speed",
+        action="store_true",
+        help="instead of the comparison: seconds per training step of the "
+        "float and the QAT models (digits, lorenz, 2-block lorenz)",
+    )
     args = parser.parse_args(argv)
+    if args.speed:
+        print(machine())
+        print(speed())
+        return None
     size = "fast" if args.fast else "full"
     if args.ablation:
         for name in args.experiments:

@@ -1,8 +1,8 @@
 """The step-graph core, below the layers: the streaming contract
 (`StreamingLayer`), the registry of streamable layer kinds
 (`register_streaming`), the quantization points (`points`), running the
-step graph (`run_step`, `run_steps`, `check_streamable`), and the
-interface between quantization-aware training and export
+step graph (`run_step`, `run_steps`, `run_sequence`, `check_streamable`),
+and the interface between quantization-aware training and export
 (`QuantizedSteps`).
 
 Layers, quantization and export import this package; it imports none of
@@ -21,7 +21,9 @@ from keras_mgrade.core.registry import register_streaming
 from keras_mgrade.core.registry import registered
 from keras_mgrade.core.registry import unregister_streaming
 from keras_mgrade.core.stepping import check_streamable
+from keras_mgrade.core.stepping import fold_time
 from keras_mgrade.core.stepping import host_pooling_of
+from keras_mgrade.core.stepping import run_sequence
 from keras_mgrade.core.stepping import run_step
 from keras_mgrade.core.stepping import run_steps
 from keras_mgrade.core.stepping import state_specs

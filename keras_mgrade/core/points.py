@@ -14,6 +14,11 @@ tensor that the int8 TFLite graph stores in int8:
 - `weight(owner, name, fn, axis)`: a weight, quantized symmetrically per
   output channel (`axis`) or per tensor (`axis=None`).
 
+A layer whose step is computed over all time steps at once (the
+`step_sequence` of the layers, for quantization-aware training) marks the
+same points on tensors `(batch, timesteps, ...)`, and runs what is truly
+sequential with `scan(fn, states, inputs)`.
+
 The hooks call the active `Scope`. Outside a scope every hook returns its
 input unchanged, so the float model is not affected. Quantization-aware
 training (`keras_mgrade.quantization`) and the exporter
@@ -55,6 +60,18 @@ class Scope:
         """The weight `fn()` of layer `owner`, per channel along `axis`
         (per tensor if None)."""
         return fn()
+
+    def scan(self, fn, states, inputs, observe=True):
+        """`scan(fn, states, inputs)` with this scope active (see the
+        module function)."""
+        return scan_time(fn, states, inputs)
+
+    def gradient_mask(self, owner, name, x, fixed=None, state=False):
+        """Where the activation point would pass the gradient of `x`
+        (1.0) or block it (0.0, clipped): ones here."""
+        import keras
+
+        return keras.ops.ones_like(x)
 
 
 def current():
@@ -113,6 +130,94 @@ def weight(owner, name, fn, axis=None):
     if active is None:
         return fn()
     return active.weight(owner, name, fn, axis)
+
+
+def scan(fn, states, inputs, observe=True):
+    """Runs a step `fn(x_t, states) -> (y_t, new_states)` over the time
+    axis (axis 1) of `inputs` (a tensor or a list of tensors `(batch,
+    timesteps, ...)`): `(outputs (batch, timesteps, ...), final states)`.
+
+    Inside a scope the scope runs it: quantization-aware training gathers
+    each step's observations of the points `fn` marks, unless `observe` is
+    False (the caller marks the same tensors again on whole sequences).
+    """
+    active = current()
+    if active is None:
+        return scan_time(fn, states, inputs)
+    return active.scan(fn, states, inputs, observe=observe)
+
+
+def gradient_mask(owner, name, x, fixed=None, state=False):
+    """The straight-through gradient of activation point `name` at `x`:
+    1.0 where its fake quantization passes the gradient (inside its
+    range), 0.0 where it clips; ones outside a quantizing scope. For a
+    custom gradient of a recurrence that is not differentiated through
+    its loop (`MinGRUCell.sequence`)."""
+    active = current()
+    if active is None:
+        import keras
+
+        return keras.ops.ones_like(x)
+    return active.gradient_mask(owner, name, x, fixed=fixed, state=state)
+
+
+def scan_time(fn, states, inputs):
+    """`scan` without a scope hook: `keras.ops.scan` over time (a
+    `tf.while_loop` on TensorFlow, whose `ops.scan` needs the outputs to
+    match the states); `y_t` may be any structure of tensors."""
+    import keras
+    from keras import ops
+
+    def time_major(x):
+        return ops.moveaxis(x, 1, 0)
+
+    xs = keras.tree.map_structure(time_major, inputs)
+    states = list(states)
+    if keras.backend.backend() == "tensorflow":
+        final, ys = _tf_scan(fn, states, xs)
+    else:
+
+        def body(carry, x_t):
+            y, new = fn(x_t, carry)
+            return list(new), y
+
+        final, ys = ops.scan(body, states, xs)
+    return keras.tree.map_structure(time_major, ys), list(final)
+
+
+def _tf_scan(fn, states, xs):
+    # Step 0 is traced outside the loop: it gives the dtypes and the
+    # structure of the outputs for the TensorArrays of the loop.
+    import tensorflow as tf
+
+    flat_xs = tf.nest.flatten(xs)
+    n = tf.shape(flat_xs[0])[0]
+    inputs = [
+        tf.TensorArray(x.dtype, size=n, element_shape=x.shape[1:]).unstack(x)
+        for x in flat_xs
+    ]
+
+    def read(i):
+        return tf.nest.pack_sequence_as(xs, [x.read(i) for x in inputs])
+
+    y0, carry = fn(read(0), states)
+    carry = list(carry)
+    flat_y0 = tf.nest.flatten(y0)
+    outputs = [
+        tf.TensorArray(y.dtype, size=n, element_shape=y.shape).write(0, y)
+        for y in flat_y0
+    ]
+
+    def body(i, carry, outputs):
+        y, new = fn(read(i), carry)
+        outputs = [o.write(i, v) for o, v in zip(outputs, tf.nest.flatten(y))]
+        return i + 1, list(new), outputs
+
+    _, carry, outputs = tf.while_loop(
+        lambda i, carry, outputs: i < n, body, (1, carry, outputs)
+    )
+    ys = tf.nest.pack_sequence_as(y0, [o.stack() for o in outputs])
+    return carry, ys
 
 
 class FoldWeights(Scope):

@@ -14,11 +14,19 @@ registration per layer type says:
   (otherwise its output is quantized as one point);
 - `host_pooling`: for a final pooling layer that the host can run instead
   of the file (`"mean"`), or None;
-- `check(layer)`: raises a ValueError if this instance cannot stream.
+- `check(layer)`: raises a ValueError if this instance cannot stream;
+- `sequence(layer, inputs, states) -> (outputs, new_states)`: optionally,
+  what `step` computes over all time steps at once (inputs and outputs
+  `(batch, timesteps, ...)`), with the same quantization points, for
+  quantization-aware training (`keras_mgrade.core.run_sequence`). Without
+  it a stateless kind's step runs on the time steps folded into the
+  batch, and a stateful kind's step is scanned over time.
 
-A `StreamingLayer` subclass needs none of `step`/`state_shapes`: its own
-methods are used. Lookup follows the class hierarchy (a subclass of a
-registered type is registered). Non-layer operations of functional graphs
+A `StreamingLayer` subclass needs none of `step`/`state_shapes`/
+`sequence`: its own methods are used (`step_sequence` if it has one; a
+subclass that overrides `step` must override `step_sequence` as well).
+Lookup follows the class hierarchy (a subclass of a registered type is
+registered). Non-layer operations of functional graphs
 (`keras.ops.add(x, y)` on Keras tensors) are registered by class name.
 
 Example: the file `keras_mgrade/layers/causal_conv1d.py` makes
@@ -64,6 +72,7 @@ class StreamKind:
     quantized_inside: bool = False
     host_pooling: str | None = None
     check: Callable | None = None
+    sequence: Callable | None = None
 
 
 _KINDS = {}
@@ -71,6 +80,10 @@ _KINDS = {}
 
 def _own_step(layer, inputs, states):
     return layer.step(inputs, states)
+
+
+def _own_sequence(layer, inputs, states):
+    return layer.step_sequence(inputs, states)
 
 
 def _own_state_shapes(layer):
@@ -90,6 +103,7 @@ def register_streaming(
     quantized_inside=False,
     host_pooling=None,
     check=None,
+    sequence=None,
 ):
     """Registers how layers of `layer_type` stream; returns `layer_type`.
 
@@ -111,6 +125,12 @@ def register_streaming(
             apply to the per-step outputs instead, else None.
         check: `check(layer)` raising a ValueError for an instance that
             cannot stream (a non-causal option, ...), or None.
+        sequence: `sequence(layer, inputs, states) -> (outputs,
+            new_states)`, the result of `step` over every time step of
+            `inputs` `(batch, timesteps, ...)` at once, marking the same
+            quantization points. Defaults to the layer's own
+            `step_sequence` for a `StreamingLayer` that has one, else None
+            (see `keras_mgrade.core.run_sequence`).
 
     Returns:
         `layer_type`.
@@ -134,6 +154,8 @@ def register_streaming(
         )
     if state_shapes is None:
         state_shapes = _own_state_shapes if own else no_state
+    if sequence is None and own and hasattr(layer_type, "step_sequence"):
+        sequence = _own_sequence
     _KINDS[layer_type] = StreamKind(
         name=_type_name(layer_type),
         step=step or _own_step,
@@ -142,6 +164,7 @@ def register_streaming(
         quantized_inside=bool(quantized_inside),
         host_pooling=host_pooling,
         check=check,
+        sequence=sequence,
     )
     return layer_type
 

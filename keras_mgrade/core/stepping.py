@@ -6,7 +6,10 @@ over time, and the check that a model can stream.
 per-step form of each of its layers (`keras_mgrade.core.registry`), with
 the states of its stateful layers as one flat list. Inside a quantization
 scope (`keras_mgrade.core.points`) every point of the step is
-fake-quantized, the model input included.
+fake-quantized, the model input included. `run_sequence(model, x,
+states)` computes the same as `run_step` looped over the time axis, with
+every time step at once wherever the step graph allows it (quantization-
+aware training).
 """
 
 import keras
@@ -143,6 +146,92 @@ def run_step(model, x_t, flat_states, host_pooling=False):
         y = y[0] if isinstance(y, list | tuple) else y
     new = [s for layer, _ in stateful for s in states[id(layer)]]
     return y, new
+
+
+def run_sequence(model, x, flat_states, host_pooling=False):
+    """Every time step of `model` at once: `(y, new_flat_states)`, what
+    `run_step` looped over the time axis of `x` computes, marking the same
+    quantization points (on whole sequences).
+
+    Each layer runs its registered `sequence` form; a layer without one
+    runs its step on the time steps folded into the batch if it has no
+    state, else its step scanned over time (`points.scan`). Stateless and
+    position-wise layers (Dense, normalizations, activations) so see all
+    time steps in one call, and only what is truly sequential (the MinGRU
+    state update) is scanned.
+
+    Args:
+        model: a streamable sequence model (`check_streamable`).
+        x: its input, `(batch, timesteps, *features)`.
+        flat_states: the initial states, as for `run_step`.
+        host_pooling: bool, as for `run_step`.
+
+    Returns:
+        `(y (batch, timesteps, ...), new_flat_states)`.
+    """
+    stateful = stateful_layers(model, host_pooling)
+    states, i = {}, 0
+    for layer, shapes in stateful:
+        states[id(layer)] = list(flat_states[i : i + len(shapes)])
+        i += len(shapes)
+    if points.quantizing():
+        with points.within("inputs"):
+            x = points.activation(None, "x", x)
+    skipped = model.layers[-1] if host_pooling else None
+
+    def operation_fn(op):
+        if op is skipped:
+            return lambda x, *args, **kwargs: x
+        kind = registry.kind_of(op)
+
+        def fn(*args, **kwargs):
+            inputs = args[0] if len(args) == 1 else list(args)
+            with keras.name_scope(op.name), points.within(op.name):
+                y, new = _sequence(kind, op, inputs, states.get(id(op), []))
+                if not kind.quantized_inside:
+                    y = points.activation(op, "output", y)
+            states[id(op)] = list(new)
+            return y
+
+        return fn
+
+    if isinstance(model, keras.Sequential):
+        y = x
+        for layer in model.layers:
+            y = operation_fn(layer)(y)
+    else:
+        y = model._run_through_graph([x], operation_fn=operation_fn)
+        y = y[0] if isinstance(y, list | tuple) else y
+    new = [s for layer, _ in stateful for s in states[id(layer)]]
+    return y, new
+
+
+def _sequence(kind, layer, inputs, states):
+    if kind.sequence is not None:
+        return kind.sequence(layer, inputs, states)
+    if not kind.state_shapes(layer):
+        return fold_time(lambda x: kind.step(layer, x, [])[0], inputs), []
+    return points.scan(
+        lambda x_t, s: kind.step(layer, x_t, s), list(states), inputs
+    )
+
+
+def fold_time(fn, inputs):
+    """`fn` of a position-wise step on the time steps of `inputs` (a
+    tensor or a list of tensors `(batch, timesteps, ...)`) folded into the
+    batch: `fn(x (batch * timesteps, ...))` reshaped to `(batch,
+    timesteps, ...)`."""
+    first = inputs[0] if isinstance(inputs, list) else inputs
+    batch, timesteps = ops.shape(first)[0], ops.shape(first)[1]
+
+    def fold(x):
+        return ops.reshape(x, (-1,) + tuple(x.shape[2:]))
+
+    folded = keras.tree.map_structure(fold, inputs)
+    y = fn(folded)
+    return keras.tree.map_structure(
+        lambda t: ops.reshape(t, (batch, timesteps) + tuple(t.shape[1:])), y
+    )
 
 
 def run_steps(step, inputs, states):

@@ -37,6 +37,7 @@ from keras import ops
 from keras_mgrade.core import points
 from keras_mgrade.core.registry import LayerCost
 from keras_mgrade.core.registry import register_streaming
+from keras_mgrade.core.stepping import fold_time
 from keras_mgrade.layers import streaming_ops
 
 
@@ -72,8 +73,7 @@ def state_shapes(layer):
 
 def step(layer, inputs, states):
     """One time step of `layer`: `(y_t, [new_fifo])`."""
-    span, d = _span(layer), layer.dilation_rate[0]
-    size, channels, filters = (int(n) for n in layer.kernel.shape)
+    span = _span(layer)
     # The input, the FIFO and the window share one quantization range: the
     # int8 FIFO is a copy of int8 samples.
     x = ops.expand_dims(points.state(layer, "fifo", inputs), 1)
@@ -84,6 +84,33 @@ def step(layer, inputs, states):
         window = ops.concatenate([ops.cast(fifo, x.dtype), x], axis=1)
         window = points.state(layer, "fifo", window)
         new_states = [window[:, 1:]]
+    return _window_output(layer, window), new_states
+
+
+def sequence(layer, inputs, states):
+    """`step` over every time step of `inputs` `(batch, timesteps,
+    channels)` at once, with the same quantization points: each step's
+    window is a slice of `[fifo, inputs]`, folded into the batch."""
+    span = _span(layer)
+    padded = points.state(layer, "fifo", inputs)
+    new_states = []
+    if span:
+        fifo = points.state(layer, "fifo", states[0])
+        padded = ops.concatenate([ops.cast(fifo, padded.dtype), padded], 1)
+        padded = points.state(layer, "fifo", padded)
+        new_states = [padded[:, -span:]]
+    windows = ops.stack(
+        [padded[:, k : (k - span) or None] for k in range(span + 1)], axis=2
+    )
+    y = fold_time(lambda w: _window_output(layer, w), windows)
+    return y, new_states
+
+
+def _window_output(layer, window):
+    """The output of the window `[fifo, x_t]` `(batch, span + 1,
+    channels)`."""
+    d = layer.dilation_rate[0]
+    size, channels, filters = (int(n) for n in layer.kernel.shape)
     taps = window[:, ::d] if d > 1 else window
     flat = ops.reshape(taps, (-1, size * channels))
     kernel = points.weight(
@@ -101,7 +128,7 @@ def step(layer, inputs, states):
     activation = streaming_ops.step_activation(
         layer.activation, f"{layer.name}.activation", owner=layer
     )
-    return activation(y), new_states
+    return activation(y)
 
 
 def cost(layer, nbytes):
@@ -129,4 +156,5 @@ register_streaming(
     cost=cost,
     quantized_inside=True,
     check=check,
+    sequence=sequence,
 )

@@ -12,6 +12,7 @@ from keras_mgrade.core import points
 from keras_mgrade.core.contract import StreamingLayer
 from keras_mgrade.core.registry import LayerCost
 from keras_mgrade.core.registry import register_streaming
+from keras_mgrade.core.stepping import fold_time
 
 POSITION_INITIALIZERS = ("evenly_spaced", "uniform")
 
@@ -463,8 +464,58 @@ class DCLSConv1D(StreamingLayer):
                 f"filters={self.filters}, channels={self.channels}"
             )
         if not self.rounded and self.filters is None:
-            return self._depthwise_step(x, states, residual)
+            window, new_states = self._depthwise_window(x, states)
+            return self._depthwise_output(window, residual), new_states
         window, new_states = self._window(x, states)
+        return self._window_output(x, window, residual), new_states
+
+    def step_sequence(self, inputs, states, residual=False):
+        """`step` over every time step of `inputs` `(batch, timesteps,
+        channels)` at once: `(y (batch, timesteps, out), [final fifo])`,
+        with the step's quantization points.
+
+        The FIFO holds delayed inputs only, so the window of every step is
+        a slice of `[fifo, inputs]`: the dense depthwise mode convolves
+        that whole sequence once; the other modes fold each step's window
+        into the batch and run the step's own computation on it. Used by
+        quantization-aware training.
+        """
+        states = self.check_states(states)
+        x = points.state(self, "fifo", inputs)
+        if residual and (self.filters or self.channels) != self.channels:
+            raise ValueError(
+                "A residual step needs as many outputs as inputs. Received: "
+                f"filters={self.filters}, channels={self.channels}"
+            )
+        span, c = self.max_delay - 1, self.channels
+        padded, new_states = x, []
+        if span:
+            fifo = points.state(self, "fifo", states[0])
+            padded = ops.concatenate([ops.cast(fifo, x.dtype), x], axis=1)
+            padded = points.state(self, "fifo", padded)
+            new_states = [padded[:, -span:]]
+        if not self.rounded and self.filters is None:
+            # (batch, 1, span + timesteps, channels): one valid
+            # convolution gives every step's output.
+            batch, timesteps = ops.shape(x)[0], ops.shape(x)[1]
+            window = ops.reshape(padded, (batch, 1, -1, c))
+            y = self._depthwise_output(window, residual)
+            return ops.reshape(y, (batch, timesteps, c)), new_states
+        # Step t's window is padded[:, t : t + max_delay].
+        windows = ops.stack(
+            [padded[:, k : (k - span) or None] for k in range(span + 1)],
+            axis=2,
+        )
+
+        def output(folded):
+            return self._window_output(folded[0], folded[1], residual)
+
+        y = fold_time(output, [x, windows])
+        return y, new_states
+
+    def _window_output(self, x, window, residual):
+        """The step's output from the window `(batch, max_delay,
+        channels)` (rounded or non-depthwise modes)."""
         if self.rounded:
             y = self._sparse_step(window)
         else:
@@ -483,7 +534,7 @@ class DCLSConv1D(StreamingLayer):
             y = y + ops.cast(self.bias, y.dtype)
         if residual:
             y = x + points.activation(self, "convolution", y)
-        return points.activation(self, "output", y), new_states
+        return points.activation(self, "output", y)
 
     def _window(self, x, states):
         """`([fifo, x_t] (batch, max_delay, channels), [new fifo])`."""
@@ -495,29 +546,32 @@ class DCLSConv1D(StreamingLayer):
         window = points.state(self, "fifo", window)
         return window, [window[:, 1:]]
 
-    def _depthwise_step(self, x, states, residual):
+    def _depthwise_window(self, x, states):
         # In 4-D, the layout of TFLite's DEPTHWISE_CONV_2D: the window is
         # (batch, 1, max_delay, channels) and the output (batch, 1, 1,
         # channels), so the file needs no reshape around the convolution
         # (the exporter folds the reshapes of the FIFO into its state).
         span, c = self.max_delay - 1, self.channels
         x4 = ops.reshape(x, (-1, 1, 1, c))
-        new_states = []
-        window = x4
-        if span:
-            fifo = points.state(self, "fifo", states[0])
-            fifo = ops.reshape(ops.cast(fifo, x.dtype), (-1, 1, span, c))
-            window = ops.concatenate([fifo, x4], axis=2)
-            window = points.state(self, "fifo", window)
-            new_states = [ops.reshape(window[:, :, 1:], (-1, span, c))]
+        if not span:
+            return x4, []
+        fifo = points.state(self, "fifo", states[0])
+        fifo = ops.reshape(ops.cast(fifo, x.dtype), (-1, 1, span, c))
+        window = ops.concatenate([fifo, x4], axis=2)
+        window = points.state(self, "fifo", window)
+        return window, [ops.reshape(window[:, :, 1:], (-1, span, c))]
+
+    def _depthwise_output(self, window, residual):
+        """The valid depthwise convolution of `window` `(batch, 1, width,
+        channels)`, `(batch * (width - max_delay + 1), channels)`."""
         kernel = points.weight(
             self, "kernel", lambda: self._step_kernel(residual), axis=2
         )
         y = ops.depthwise_conv(window, kernel, padding="valid")
         if self.use_bias:
             y = y + ops.cast(self.bias, y.dtype)
-        y = ops.reshape(y, (-1, c))
-        return points.activation(self, "output", y), new_states
+        y = ops.reshape(y, (-1, self.channels))
+        return points.activation(self, "output", y)
 
     def _step_kernel(self, residual):
         """The depthwise kernel `(1, max_delay, channels, 1)`, oldest

@@ -10,6 +10,7 @@ from keras_mgrade import activations
 from keras_mgrade.core import points
 from keras_mgrade.core import registry
 from keras_mgrade.core.contract import StreamingLayer
+from keras_mgrade.core.stepping import fold_time
 from keras_mgrade.layers import streaming_ops
 from keras_mgrade.layers.dcls_conv1d import DCLSConv1D
 from keras_mgrade.layers.min_gru import MinGRU
@@ -368,16 +369,47 @@ class MGRADE(StreamingLayer):
         if self.conv is not None:
             # The residual is folded into the convolution (dense mode).
             u, fifo = self.conv.step(x, states[:n], residual=True)
-        v = u
+        rnn_out = None
         if self.min_gru is not None:
             rnn_out, h = self.min_gru.step(u, states[n:])
+        return self._step_tail(u, rnn_out), list(fifo) + list(h)
+
+    def step_sequence(self, inputs, states):
+        """`step` over every time step of `inputs` `(batch, timesteps,
+        features)` at once: `(y (batch, timesteps, units), [fifo, h])`,
+        with the step's quantization points. The position-wise parts run
+        on the time steps folded into the batch, the convolution over the
+        whole sequence, and only the MinGRU state update one step at a
+        time (`MinGRU.step_sequence`). Used by quantization-aware
+        training."""
+        states = self.check_states(states)
+        n = self._num_conv_states
+        x = ops.convert_to_tensor(inputs)
+        if self.input_projection is not None:
+            x = fold_time(
+                lambda t: streaming_ops.dense(t, self.input_projection), x
+            )
+        u, fifo, h = x, [], []
+        if self.conv is not None:
+            u, fifo = self.conv.step_sequence(x, states[:n], residual=True)
+        if self.min_gru is None:
+            return fold_time(lambda t: self._step_tail(t, None), u), fifo
+        rnn_out, h = self.min_gru.step_sequence(u, states[n:])
+        y = fold_time(lambda t: self._step_tail(t[0], t[1]), [u, rnn_out])
+        return y, list(fifo) + list(h)
+
+    def _step_tail(self, u, rnn_out):
+        """The step after the recurrence: the residuals, the MLP and the
+        post-norm (position-wise)."""
+        v = u
+        if rnn_out is not None:
             v = points.activation(self, "rnn_residual", u + rnn_out)
         y = v
         if self.mlp_ratio:
             y = points.activation(self, "mlp_residual", v + self._mlp_step(v))
         if self.post_norm is not None:
             y = streaming_ops.layer_norm(y, self.post_norm)
-        return y, list(fifo) + list(h)
+        return y
 
     def _mlp_step(self, v):
         z = v

@@ -14,6 +14,7 @@ from keras_mgrade.core import points
 from keras_mgrade.core.contract import StreamingLayer
 from keras_mgrade.core.registry import matrix_cost
 from keras_mgrade.core.registry import register_streaming
+from keras_mgrade.core.stepping import fold_time
 from keras_mgrade.ops import scan as scan_ops
 
 
@@ -308,6 +309,74 @@ class MinGRUCell(keras.layers.Layer):
         state_dtype = h_prev.dtype
         # The quantization points mark what the int8 step graph stores
         # (identities unless quantization-aware training is active).
+        pre_z, pre_h = self._pre_activations(inputs)
+        h_prev = points.state(self, "h", ops.cast(h_prev, "float32"))
+        z, g = self._gate_and_candidate(pre_z, pre_h)
+        h = self._update(z, g, h_prev)
+        return ops.cast(h, self.compute_dtype), [ops.cast(h, state_dtype)]
+
+    def sequence(self, inputs, h0):
+        """The steps of `call` over a whole sequence: `(h (batch,
+        timesteps, units), final h)`, with the same quantization points
+        and the same (straight-through) gradients.
+
+        The gate and the candidate depend on the input only, so they are
+        computed for every time step at once; only the state update runs
+        one step at a time (`points.scan`), without gradient. The update
+        is then recomputed for every step at once from the states the
+        loop produced (which marks its points on whole sequences), and the
+        gradient through the chain of states is its adjoint recurrence:
+        with fake quantization `Q` passing the gradient where `m = 1`,
+        `dh_t/dh_{t-1} = m_h(s_t) m_h(h_{t-1}) (1 - m_update m_diff z_t)`,
+        a linear recurrence computed by `keras_mgrade.ops.linear_scan`.
+        Used by quantization-aware training (the float `MinGRU` uses its
+        parallel scan).
+        """
+
+        def gates(x):
+            return self._gate_and_candidate(*self._pre_activations(x))
+
+        z, g = fold_time(gates, inputs)
+        h0 = ops.cast(h0, "float32")
+
+        def update(zg_t, states):
+            h_prev = points.state(self, "h", states[0])
+            h = self._update(zg_t[0], zg_t[1], h_prev)
+            return h, [h]
+
+        h, (last,) = points.scan(
+            update,
+            [ops.stop_gradient(h0)],
+            [ops.stop_gradient(z), ops.stop_gradient(g)],
+            observe=False,
+        )
+        h = ops.stop_gradient(h)
+        previous = ops.concatenate([h0[:, None], h[:, :-1]], axis=1)
+        # The update of every step at once, from the loop's states:
+        # the same values (its points observed here), and the gradient
+        # of each step with the previous state held fixed.
+        h_prev = points.state(self, "h", previous)
+        local, diff, update, total = self._update_parts(z, g, h_prev)
+        a = (
+            points.gradient_mask(self, "h", total, state=True)
+            * points.gradient_mask(self, "h", previous, state=True)
+            * (
+                1.0
+                - points.gradient_mask(self, "update", update)
+                * points.gradient_mask(self, "diff", diff)
+                * z
+            )
+        )
+        # Zero-valued, with the derivative of the whole chain of states.
+        chain = scan_ops.linear_scan(
+            ops.stop_gradient(a),
+            local - ops.stop_gradient(local),
+            h0 - ops.stop_gradient(h0),
+        )
+        h = h + chain
+        return ops.cast(h, self.compute_dtype), ops.cast(h[:, -1], h0.dtype)
+
+    def _pre_activations(self, inputs):
         # The gate and candidate pre-activations are two matrix multiplies
         # (two FULLY_CONNECTED ops in the int8 file), so each gets its own
         # scale: the gate's only needs the logistic's input range, the
@@ -320,14 +389,24 @@ class MinGRUCell(keras.layers.Layer):
             pre_h = pre_h + self.bias[self.units :]
         pre_z = points.activation(self, "pre_z", ops.cast(pre_z, "float32"))
         pre_h = points.activation(self, "pre_h", ops.cast(pre_h, "float32"))
-        h_prev = points.state(self, "h", ops.cast(h_prev, "float32"))
+        return pre_z, pre_h
+
+    def _gate_and_candidate(self, pre_z, pre_h):
         z = ops.sigmoid(pre_z)
         z = points.activation(self, "z", z, fixed=points.SIGMOID_RANGE)
-        g = _step_candidate(self, pre_h)
-        diff = points.activation(self, "diff", g - h_prev)
-        update = points.activation(self, "update", z * diff)
-        h = points.state(self, "h", h_prev + update)
-        return ops.cast(h, self.compute_dtype), [ops.cast(h, state_dtype)]
+        return z, _step_candidate(self, pre_h)
+
+    def _update(self, z, g, h_prev):
+        # h_prev: the state, already at its quantization point.
+        return self._update_parts(z, g, h_prev)[0]
+
+    def _update_parts(self, z, g, h_prev):
+        """`(h, diff, update, h_prev + update)`, the last three before
+        their quantization points."""
+        diff = g - h_prev
+        update = z * points.activation(self, "diff", diff)
+        total = h_prev + points.activation(self, "update", update)
+        return points.state(self, "h", total), diff, update, total
 
     def get_initial_state(self, batch_size=None):
         return [ops.zeros((batch_size, self.units), dtype=self.compute_dtype)]
@@ -533,6 +612,15 @@ class MinGRU(StreamingLayer):
             `(h_t, [h_t])`.
         """
         return self.cell(inputs_t, self.check_states(states))
+
+    def step_sequence(self, inputs, states):
+        """`step` over every time step of `inputs` `(batch, timesteps,
+        features)`: `(h (batch, timesteps, units), [final h])`, with the
+        step's quantization points (the gates at once, the state update
+        scanned; see `MinGRUCell.sequence`)."""
+        (h0,) = self.check_states(states)
+        h, last = self.cell.sequence(inputs, h0)
+        return h, [last]
 
     def call(self, inputs, initial_state=None, mask=None, training=None):
         self.check_inputs(inputs, mask)

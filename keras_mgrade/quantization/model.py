@@ -17,6 +17,22 @@ def _fake_quant(x, low, high, bits, narrow_range=False, axis=None):
     )
 
 
+def _nudged(low, high, bits, grid=False):
+    """The range `fake_quant_with_min_max_vars` clips to: `[low, high]`
+    moved so that zero is on the grid (its nudging); with `grid`, also
+    its scale, inverse scale and zero point, computed as it does."""
+    low = ops.cast(low, "float32")
+    high = ops.cast(high, "float32")
+    quant_max = float(2**bits - 1)
+    scale = (high - low) / quant_max
+    inverse = quant_max / (high - low)
+    zero = ops.round(ops.clip(0.0 - low / scale, 0.0, quant_max))
+    low, high = (0.0 - zero) * scale, (quant_max - zero) * scale
+    if not grid:
+        return low, high
+    return low, high, scale, inverse, ops.floor(-low * inverse + 0.5)
+
+
 def _quantize_weight(w, axis, bits):
     # Symmetric with the largest magnitude as the range ("last value"):
     # the grid TFLite uses for int8 weights (scale = max|w| / 127).
@@ -30,21 +46,6 @@ def _quantize_weight(w, axis, bits):
     m = ops.stop_gradient(ops.maximum(m, 1e-8))
     q = _fake_quant(w, -m, m, bits, narrow_range=True, axis=-1)
     return ops.moveaxis(q, -1, axis)
-
-
-def _scan(body, init, xs, y_shape):
-    """`ops.scan(body, init, xs)`; on TensorFlow, where `ops.scan` needs
-    the per-step output to match the carry, through `tf.scan`."""
-    if keras.backend.backend() != "tensorflow":
-        return ops.scan(body, init, xs)
-    import tensorflow as tf
-
-    def fn(acc, x_t):
-        carry, y = body(acc[0], x_t)
-        return carry, y
-
-    carry, ys = tf.scan(fn, xs, initializer=(init, tf.zeros(y_shape)))
-    return tf.nest.map_structure(lambda t: t[-1], carry), ys
 
 
 class QuantizationScope(points.Scope):
@@ -65,6 +66,8 @@ class QuantizationScope(points.Scope):
         self.aliases = {}
         self.produced = {}
         self.observed = {}
+        self.nudges = {}
+        self.no_gradient = False  # see `scan`
         if mode != "discover":
             # Copies: the ranges are updated in place after the scan.
             self.ranges = ops.copy(ops.convert_to_tensor(model.ranges))
@@ -89,25 +92,101 @@ class QuantizationScope(points.Scope):
         key = self.model.aliases.get(key, key)
         fixed = self.model.points[key] if fixed is None else fixed
         if fixed is not None:
-            return _fake_quant(x, fixed[0], fixed[1], bits)
+            return self._quantize(key, x, fixed[0], fixed[1], bits)
         index = self.model.point_index(key)
         if self.mode == "train":
-            low, high = ops.min(x), ops.max(x)
-            if key in self.observed:
-                old_low, old_high = self.observed[key]
-                low, high = (
-                    ops.minimum(low, old_low),
-                    ops.maximum(high, old_high),
-                )
-            self.observed[key] = (
-                ops.stop_gradient(low),
-                ops.stop_gradient(high),
-            )
-        q = _fake_quant(x, self.ranges[index, 0], self.ranges[index, 1], bits)
+            self._observe(key, ops.min(x), ops.max(x))
+        q = self._quantize(
+            key, x, self.ranges[index, 0], self.ranges[index, 1], bits
+        )
         if self.mode == "export":
             return q
         # Before the first training batch the ranges are not known yet.
         return ops.where(self.ready, q, x)
+
+    def _quantize(self, key, x, low, high, bits):
+        if keras.backend.backend() != "torch":
+            return _fake_quant(x, low, high, bits)
+        # PyTorch runs every operation eagerly: the arithmetic and the
+        # straight-through gradient of fake_quant_with_min_max_vars, with
+        # the nudged range computed once per point and no gradient
+        # function (whose Python overhead dominated a training step).
+        if key not in self.nudges:
+            self.nudges[key] = _nudged(low, high, bits, grid=True)
+        low, high, scale, inverse, zero = self.nudges[key]
+        shifted = ops.clip(x, low, high) - low
+        q = ops.floor(shifted * inverse - zero + 0.5) * scale
+        if self.no_gradient:
+            return q
+        mask = ops.cast(ops.logical_and(x >= low, x <= high), x.dtype)
+        return ops.stop_gradient(q) + (x - ops.stop_gradient(x)) * mask
+
+    def _observe(self, key, low, high):
+        if key in self.observed:
+            old_low, old_high = self.observed[key]
+            low, high = ops.minimum(low, old_low), ops.maximum(high, old_high)
+        self.observed[key] = (ops.stop_gradient(low), ops.stop_gradient(high))
+
+    def scan(self, fn, states, inputs, observe=True):
+        """`points.scan` in this scope: in `"train"` mode each step's
+        observations are outputs of the scan, reduced over time after
+        it (the min/max over all steps, as the step-by-step run records);
+        with `observe=False` they are dropped: the caller marks the same
+        points again on whole sequences, with their gradients, so the loop
+        needs neither (on PyTorch it then skips the gradient part of the
+        fake quantization)."""
+        self.no_gradient = not observe
+        try:
+            return self._scan(fn, states, inputs, observe)
+        finally:
+            self.no_gradient = False
+
+    def _scan(self, fn, states, inputs, observe):
+        if self.mode != "train":
+            return points.scan_time(fn, states, inputs)
+        outer = self.observed
+
+        def step(x_t, carry):
+            self.observed = {}
+            try:
+                y, new = fn(x_t, carry)
+                seen = self.observed if observe else {}
+            finally:
+                self.observed = outer
+            # One value per step, with an axis in place of the batch.
+            seen = {
+                k: (ops.reshape(lo, (1,)), ops.reshape(hi, (1,)))
+                for k, (lo, hi) in seen.items()
+            }
+            return (y, seen), new
+
+        (ys, seen), final = points.scan_time(step, states, inputs)
+        for key, (low, high) in seen.items():
+            self._observe(key, ops.min(low), ops.max(high))
+        return ys, final
+
+    def gradient_mask(self, owner, name, x, fixed=None, state=False):
+        """1.0 where the point's fake quantization passes the gradient of
+        `x` (inside its nudged range, bounds included, as
+        `fake_quant_with_min_max_vars`), else 0.0."""
+        config = self._config()
+        ones = ops.ones_like(x)
+        if config.skip or self.mode == "discover":
+            return ones
+        key = self.key(owner, name)
+        fixed = config.fixed_range(key) or fixed
+        key = self.model.aliases.get(key, key)
+        fixed = self.model.points[key] if fixed is None else fixed
+        if fixed is not None:
+            low, high = (ops.convert_to_tensor(float(v)) for v in fixed)
+        else:
+            index = self.model.point_index(key)
+            low, high = self.ranges[index, 0], self.ranges[index, 1]
+        low, high = _nudged(low, high, config.activation_bits)
+        mask = ops.cast(ops.logical_and(x >= low, x <= high), ops.dtype(x))
+        if fixed is not None or self.mode == "export":
+            return mask
+        return ops.where(self.ready, mask, ones)
 
     def _discover(self, key, x, fixed, state):
         producer = self.produced.get(id(x))
@@ -292,10 +371,29 @@ class QuantizedModel(keras.Model, core.QuantizedSteps):
         ]
         n = len(self.learned_points)
         mode = "train" if training else "infer"
+        scope = QuantizationScope(self, mode)
+        with points.scope(scope):
+            ys, _ = core.run_sequence(self.source, x, states, self.host_pooling)
+        if mode == "train" and n:
+            low = ops.full((n,), np.inf, "float32")
+            high = ops.full((n,), -np.inf, "float32")
+            self._update_ranges(*scope.merge(low, high))
+        return self._output(ys)
+
+    def _call_steps(self, inputs, training=None):
+        """`call` computed one time step at a time (`core.run_step` in a
+        scan): the reference that `call` equals."""
+        x = ops.cast(inputs, "float32")
+        batch = ops.shape(x)[0]
+        states = [
+            ops.zeros((batch,) + tuple(s), "float32") for s in self.state_shapes
+        ]
+        n = len(self.learned_points)
+        mode = "train" if training else "infer"
         low = ops.full((n,), np.inf, "float32")
         high = ops.full((n,), -np.inf, "float32")
 
-        def body(carry, x_t):
+        def body(x_t, carry):
             states, low, high = carry
             scope = QuantizationScope(self, mode)
             with points.scope(scope):
@@ -304,17 +402,16 @@ class QuantizedModel(keras.Model, core.QuantizedSteps):
                 )
             if mode == "train" and n:
                 low, high = scope.merge(low, high)
-            return (new, low, high), y
+            return y, [list(new), low, high]
 
-        (_, low, high), ys = _scan(
-            body,
-            (states, low, high),
-            ops.moveaxis(x, 1, 0),
-            (batch,) + self._step_output_shape,
-        )
+        ys, (_, low, high) = points.scan_time(body, [states, low, high], x)
         if mode == "train" and n:
             self._update_ranges(low, high)
-        ys = ops.moveaxis(ys, 0, 1)
+        return self._output(ys)
+
+    def _output(self, ys):
+        """The source model's output from the per-step outputs `ys`
+        `(batch, timesteps, ...)`."""
         if self.host_pooling:
             return ops.mean(ys, axis=1)
         if len(self.source.outputs[0].shape) == 2:

@@ -1,0 +1,181 @@
+"""Quantization-aware training over whole sequences equals the step graph
+run one time step at a time.
+
+`QuantizedModel.call` runs every position-wise part of the step graph on
+all time steps at once and scans only the MinGRU state update;
+`QuantizedModel._call_steps` is the reference: the step graph
+(`core.run_step`) scanned over time, as the int8 file computes. Both must
+give the same outputs, the same gradients and the same range updates
+(the batch min/max of every point), for every block option and every
+registered kind.
+"""
+
+import keras
+import numpy as np
+import pytest
+from helpers import BACKEND
+
+from keras_mgrade.layers import MGRADE
+from keras_mgrade.models import mgrade_classifier
+from keras_mgrade.models import mgrade_seq2seq
+from keras_mgrade.quantization import quantize_model
+
+T, FEATURES = 8, 2
+SMALL = dict(units=8, max_delay=4, kernel_taps=2, timesteps=T, seed=1)
+
+
+def _sequential(*layers):
+    return keras.Sequential([keras.Input((T, FEATURES)), *layers])
+
+
+MODELS = {
+    "classifier-layer-2-blocks": lambda: mgrade_classifier(
+        FEATURES, 3, num_layers=2, norm="layer", **SMALL
+    ),
+    "classifier-rms-no-mlp-last-step": lambda: mgrade_classifier(
+        FEATURES,
+        3,
+        num_layers=1,
+        norm="rms",
+        mlp_ratio=0,
+        pooling="last",
+        **SMALL,
+    ),
+    "seq2seq-no-norm": lambda: mgrade_seq2seq(
+        FEATURES, 2, num_layers=1, norm=None, **SMALL
+    ),
+    "no-conv": lambda: mgrade_seq2seq(
+        FEATURES, 2, num_layers=1, use_conv=False, **SMALL
+    ),
+    "no-recurrence": lambda: mgrade_seq2seq(
+        FEATURES, 2, num_layers=1, use_recurrence=False, **SMALL
+    ),
+    "rounded-delays-projection": lambda: _sequential(
+        MGRADE(
+            8,
+            kernel_taps=2,
+            max_delay=5,
+            rounded=True,
+            project_inputs=True,
+            mlp_activation="relu",
+            seed=2,
+        ),
+        keras.layers.Dense(2),
+    ),
+    "conv1d-gru-lstm": lambda: _sequential(
+        keras.layers.Conv1D(6, 3, padding="causal", dilation_rate=2),
+        keras.layers.GRU(5, return_sequences=True),
+        keras.layers.Conv1D(4, 2, padding="causal", activation="relu"),
+        keras.layers.LSTM(4, return_sequences=True),
+        keras.layers.Dense(2),
+    ),
+}
+
+
+def _numpy(x):
+    return keras.ops.convert_to_numpy(x)
+
+
+def _compiled(fn):
+    """`fn` traced once on TensorFlow (eager TensorFlow runs the reference
+    scan's many small ops slowly); as is elsewhere."""
+    if BACKEND != "tensorflow":
+        return fn
+    import tensorflow as tf
+
+    return tf.function(fn)
+
+
+def _gradients(qat, fn, x, weights):
+    """Gradients of `sum(weights * fn(x))` w.r.t. the trainable
+    variables of `qat`."""
+    variables = qat.trainable_variables
+    if BACKEND == "jax":
+        import jax
+
+        def loss(values):
+            mapping = list(zip(variables, values))
+            with keras.StatelessScope(state_mapping=mapping):
+                return keras.ops.sum(fn(x) * weights)
+
+        values = [v.value for v in variables]
+        return [np.asarray(g) for g in jax.grad(loss)(values)]
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(fn(x) * weights)
+        return [g.numpy() for g in tape.gradient(loss, variables)]
+    for v in variables:
+        v.value.grad = None
+    keras.ops.sum(fn(x) * keras.ops.convert_to_tensor(weights)).backward()
+    return [v.value.grad.numpy() for v in variables]
+
+
+def _reset_ranges(qat, ranges, initialized):
+    qat.ranges.assign(ranges)
+    qat.initialized.assign(initialized)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_sequence_equals_steps(name):
+    model = MODELS[name]()
+    qat = quantize_model(model)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3, T, FEATURES)).astype("float32")
+    zeros = np.zeros(tuple(qat.ranges.shape), "float32")
+
+    steps = _compiled(lambda x, training=False: qat._call_steps(x, training))
+    sequence = _compiled(lambda x, training=False: qat(x, training=training))
+
+    # The first training batch sets every range to the batch min/max.
+    steps(x, training=True)
+    expected = qat.range_table()
+    first = _numpy(qat.ranges)
+    _reset_ranges(qat, zeros, 0.0)
+    sequence(x, training=True)
+    got = qat.range_table()
+    assert got.keys() == expected.keys()
+    for key in expected:
+        np.testing.assert_allclose(
+            got[key], expected[key], rtol=1e-5, atol=1e-6, err_msg=key
+        )
+
+    # A second batch: fake quantization with these ranges, then the
+    # moving-average update.
+    x2 = 1.5 * rng.normal(size=x.shape).astype("float32")
+    y_steps = _numpy(steps(x2, training=True))
+    ema = _numpy(qat.ranges)
+    _reset_ranges(qat, first, 1.0)
+    y = _numpy(sequence(x2, training=True))
+    np.testing.assert_allclose(y, y_steps, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(_numpy(qat.ranges), ema, rtol=1e-5, atol=1e-6)
+    # The ranges moved, so the fake quantization was active.
+    assert np.abs(ema - first).max() > 0
+
+    # Gradients (inference mode: frozen ranges) w.r.t. every weight.
+    weights = rng.normal(size=y.shape).astype("float32")
+    g_steps = _gradients(qat, steps, x2, weights)
+    g = _gradients(qat, sequence, x2, weights)
+    assert len(g) == len(qat.trainable_variables) > 0
+    for a, b, v in zip(g, g_steps, qat.trainable_variables):
+        scale = max(np.abs(b).max(), 1e-3)
+        np.testing.assert_allclose(
+            a / scale, b / scale, atol=1e-4, err_msg=v.path
+        )
+    assert any(np.abs(b).max() > 0 for b in g_steps)
+
+
+def test_fit_trains_with_the_sequence_path():
+    """`fit` (compiled where the backend compiles) runs the sequence path
+    and learns; its first range update is the batch min/max."""
+    model = MODELS["seq2seq-no-norm"]()
+    qat = quantize_model(model)
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(8, T, FEATURES)).astype("float32")
+    y = np.roll(x, 2, axis=1)
+    qat.compile(keras.optimizers.Adam(1e-2), "mse")
+    losses = qat.fit(x, y, epochs=5, batch_size=8, verbose=0).history["loss"]
+    assert losses[-1] < losses[0]
+    low, high = qat.range_table()["inputs/x"]
+    assert low == pytest.approx(min(x.min(), 0.0), rel=1e-5)
