@@ -17,34 +17,60 @@ def _fake_quant(x, low, high, bits, narrow_range=False, axis=None):
     )
 
 
-def _nudged(low, high, bits, grid=False):
+def _nudged(low, high, bits, grid=False, narrow_range=False):
     """The range `fake_quant_with_min_max_vars` clips to: `[low, high]`
     moved so that zero is on the grid (its nudging); with `grid`, also
     its scale, inverse scale and zero point, computed as it does."""
     low = ops.cast(low, "float32")
     high = ops.cast(high, "float32")
-    quant_max = float(2**bits - 1)
-    scale = (high - low) / quant_max
-    inverse = quant_max / (high - low)
-    zero = ops.round(ops.clip(0.0 - low / scale, 0.0, quant_max))
-    low, high = (0.0 - zero) * scale, (quant_max - zero) * scale
+    quant_min, quant_max = float(narrow_range), float(2**bits - 1)
+    steps = quant_max - quant_min
+    scale = (high - low) / steps
+    inverse = steps / (high - low)
+    zero = ops.round(ops.clip(quant_min - low / scale, quant_min, quant_max))
+    low, high = (quant_min - zero) * scale, (quant_max - zero) * scale
     if not grid:
         return low, high
     return low, high, scale, inverse, ops.floor(-low * inverse + 0.5)
+
+
+def _torch_fake_quant(x, nudged, gradient):
+    """`fake_quant_with_min_max_vars` per tensor on PyTorch, from the
+    `_nudged(..., grid=True)` parameters: the same arithmetic and the same
+    straight-through gradient (passed inside the nudged range, bounds
+    included), in plain torch operations."""
+    import torch
+
+    low, high, scale, inverse, zero = nudged
+    with torch.no_grad():
+        shifted = torch.clamp(x, low, high) - low
+        q = torch.floor(shifted * inverse - zero + 0.5) * scale
+    if not gradient or not x.requires_grad:
+        return q
+    mask = torch.logical_and(x >= low, x <= high).to(x.dtype)
+    return q + (x - x.detach()) * mask
 
 
 def _quantize_weight(w, axis, bits):
     # Symmetric with the largest magnitude as the range ("last value"):
     # the grid TFLite uses for int8 weights (scale = max|w| / 127).
     w = ops.convert_to_tensor(w, "float32")
+    torch = keras.backend.backend() == "torch"
     if axis is None:
         m = ops.stop_gradient(ops.maximum(ops.max(ops.abs(w)), 1e-8))
+        if torch:
+            nudged = _nudged(-m, m, bits, grid=True, narrow_range=True)
+            return _torch_fake_quant(w, nudged, True)
         return _fake_quant(w, -m, m, bits, narrow_range=True)
     # Per channel along the last axis (what every backend broadcasts).
     w = ops.moveaxis(w, axis, -1)
     m = ops.max(ops.abs(ops.reshape(w, (-1, w.shape[-1]))), axis=0)
     m = ops.stop_gradient(ops.maximum(m, 1e-8))
-    q = _fake_quant(w, -m, m, bits, narrow_range=True, axis=-1)
+    if torch:
+        nudged = _nudged(-m, m, bits, grid=True, narrow_range=True)
+        q = _torch_fake_quant(w, nudged, True)
+    else:
+        q = _fake_quant(w, -m, m, bits, narrow_range=True, axis=-1)
     return ops.moveaxis(q, -1, axis)
 
 
@@ -72,6 +98,11 @@ class QuantizationScope(points.Scope):
             # Copies: the ranges are updated in place after the scan.
             self.ranges = ops.copy(ops.convert_to_tensor(model.ranges))
             self.ready = ops.copy(ops.convert_to_tensor(model.initialized)) > 0
+        # PyTorch runs eagerly: the flag is read once (a `where` on every
+        # point's tensor cost more than its fake quantization).
+        self.ready_now = None
+        if mode != "discover" and keras.backend.backend() == "torch":
+            self.ready_now = bool(ops.convert_to_numpy(self.ready))
 
     def _config(self):
         return self.model.layer_config(self.prefix)
@@ -102,6 +133,8 @@ class QuantizationScope(points.Scope):
         if self.mode == "export":
             return q
         # Before the first training batch the ranges are not known yet.
+        if self.ready_now is not None:
+            return q if self.ready_now else x
         return ops.where(self.ready, q, x)
 
     def _quantize(self, key, x, low, high, bits):
@@ -113,13 +146,7 @@ class QuantizationScope(points.Scope):
         # function (whose Python overhead dominated a training step).
         if key not in self.nudges:
             self.nudges[key] = _nudged(low, high, bits, grid=True)
-        low, high, scale, inverse, zero = self.nudges[key]
-        shifted = ops.clip(x, low, high) - low
-        q = ops.floor(shifted * inverse - zero + 0.5) * scale
-        if self.no_gradient:
-            return q
-        mask = ops.cast(ops.logical_and(x >= low, x <= high), x.dtype)
-        return ops.stop_gradient(q) + (x - ops.stop_gradient(x)) * mask
+        return _torch_fake_quant(x, self.nudges[key], not self.no_gradient)
 
     def _observe(self, key, low, high):
         if key in self.observed:

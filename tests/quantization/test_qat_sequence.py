@@ -16,6 +16,7 @@ import pytest
 from helpers import BACKEND
 
 from keras_mgrade.layers import MGRADE
+from keras_mgrade.layers import LastTimestep
 from keras_mgrade.models import mgrade_classifier
 from keras_mgrade.models import mgrade_seq2seq
 from keras_mgrade.quantization import quantize_model
@@ -29,28 +30,14 @@ def _sequential(*layers):
 
 
 MODELS = {
-    "classifier-layer-2-blocks": lambda: mgrade_classifier(
+    # LayerNormalization, conv + MinGRU + MLP, 2 blocks, mean pooling.
+    "classifier-2-blocks": lambda: mgrade_classifier(
         FEATURES, 3, num_layers=2, norm="layer", **SMALL
     ),
-    "classifier-rms-no-mlp-last-step": lambda: mgrade_classifier(
-        FEATURES,
-        3,
-        num_layers=1,
-        norm="rms",
-        mlp_ratio=0,
-        pooling="last",
-        **SMALL,
-    ),
-    "seq2seq-no-norm": lambda: mgrade_seq2seq(
-        FEATURES, 2, num_layers=1, norm=None, **SMALL
-    ),
-    "no-conv": lambda: mgrade_seq2seq(
-        FEATURES, 2, num_layers=1, use_conv=False, **SMALL
-    ),
-    "no-recurrence": lambda: mgrade_seq2seq(
-        FEATURES, 2, num_layers=1, use_recurrence=False, **SMALL
-    ),
-    "rounded-delays-projection": lambda: _sequential(
+    # One block of each other option: rounded delays with an input
+    # projection and no norm, MinGRU only with RMS norm and no MLP,
+    # convolution only; a per-step output (seq2seq).
+    "block-options": lambda: _sequential(
         MGRADE(
             8,
             kernel_taps=2,
@@ -58,16 +45,21 @@ MODELS = {
             rounded=True,
             project_inputs=True,
             mlp_activation="relu",
+            norm=None,
             seed=2,
         ),
+        MGRADE(8, use_conv=False, norm="rms", mlp_ratio=0, seed=3),
+        MGRADE(8, kernel_taps=2, max_delay=4, use_recurrence=False, seed=4),
         keras.layers.Dense(2),
     ),
-    "conv1d-gru-lstm": lambda: _sequential(
+    # The registered Keras kinds, and the last step as output.
+    "conv1d-gru-lstm-last-step": lambda: _sequential(
         keras.layers.Conv1D(6, 3, padding="causal", dilation_rate=2),
         keras.layers.GRU(5, return_sequences=True),
         keras.layers.Conv1D(4, 2, padding="causal", activation="relu"),
         keras.layers.LSTM(4, return_sequences=True),
         keras.layers.Dense(2),
+        LastTimestep(),
     ),
 }
 
@@ -76,14 +68,37 @@ def _numpy(x):
     return keras.ops.convert_to_numpy(x)
 
 
-def _compiled(fn):
-    """`fn` traced once on TensorFlow (eager TensorFlow runs the reference
-    scan's many small ops slowly); as is elsewhere."""
-    if BACKEND != "tensorflow":
-        return fn
-    import tensorflow as tf
+def _compiled(qat, fn):
+    """`fn(x, training)` compiled once: a `tf.function` on TensorFlow, a
+    `jax.jit` of its stateless form on JAX (their eager runs of the
+    reference scan's many small ops are slow); as is on PyTorch."""
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
 
-    return tf.function(fn)
+        return tf.function(fn)
+    if BACKEND != "jax":
+        return fn
+    import jax
+
+    variables = qat.variables
+
+    def pure(values, x, training):
+        mapping = list(zip(variables, values))
+        with keras.StatelessScope(state_mapping=mapping) as scope:
+            y = fn(x, training)
+        new = [scope.get_current_value(v) for v in variables]
+        return y, [v if n is None else n for n, v in zip(new, values)]
+
+    jitted = jax.jit(pure, static_argnums=2)
+
+    def run(x, training=False):
+        y, new = jitted([v.value for v in variables], x, training)
+        for v, value in zip(variables, new):
+            v.assign(value)
+        return y
+
+    run.pure = pure
+    return run
 
 
 def _gradients(qat, fn, x, weights):
@@ -99,7 +114,7 @@ def _gradients(qat, fn, x, weights):
                 return keras.ops.sum(fn(x) * weights)
 
         values = [v.value for v in variables]
-        return [np.asarray(g) for g in jax.grad(loss)(values)]
+        return [np.asarray(g) for g in jax.jit(jax.grad(loss))(values)]
     if BACKEND == "tensorflow":
         import tensorflow as tf
 
@@ -125,8 +140,12 @@ def test_sequence_equals_steps(name):
     x = rng.normal(size=(3, T, FEATURES)).astype("float32")
     zeros = np.zeros(tuple(qat.ranges.shape), "float32")
 
-    steps = _compiled(lambda x, training=False: qat._call_steps(x, training))
-    sequence = _compiled(lambda x, training=False: qat(x, training=training))
+    steps = _compiled(
+        qat, lambda x, training=False: qat._call_steps(x, training)
+    )
+    sequence = _compiled(
+        qat, lambda x, training=False: qat(x, training=training)
+    )
 
     # The first training batch sets every range to the batch min/max.
     steps(x, training=True)
@@ -169,7 +188,7 @@ def test_sequence_equals_steps(name):
 def test_fit_trains_with_the_sequence_path():
     """`fit` (compiled where the backend compiles) runs the sequence path
     and learns; its first range update is the batch min/max."""
-    model = MODELS["seq2seq-no-norm"]()
+    model = mgrade_seq2seq(FEATURES, 2, num_layers=1, norm=None, **SMALL)
     qat = quantize_model(model)
     rng = np.random.default_rng(1)
     x = rng.normal(size=(8, T, FEATURES)).astype("float32")
