@@ -262,22 +262,33 @@ class QuantizationScope(points.Scope):
 class QuantizedModel(keras.Model, core.QuantizedSteps):
     """A sequence model trained with the int8 rounding of its step graph.
 
-    Runs the model's single-step graph (the one `streaming_model` builds
-    and the int8 exporter converts) over the time axis with `ops.scan`,
-    with fake quantization (`keras.quantizers.fake_quant_with_min_max_vars`,
-    straight-through gradients) at every quantization point of that graph:
-    weights symmetric per output channel; activations per tensor,
-    asymmetric, with ranges tracked by a moving average of each batch's
-    min/max during training and frozen at inference; each recurrent state
-    (the convolution FIFO, the MinGRU `h`) with one range shared by its
-    input and output. The output is the source model's: for a classifier
-    with mean pooling, the mean of the per-step outputs (what the host
-    computes from the int8 file's `y_t`).
+    Computes what the model's single-step graph (the one
+    `streaming_model` builds and the int8 exporter converts) computes
+    over the time axis, with fake quantization
+    (`keras.quantizers.fake_quant_with_min_max_vars`, straight-through
+    gradients) at every quantization point of that graph: weights
+    symmetric per output channel; activations per tensor, asymmetric,
+    with ranges tracked by a moving average of each batch's min/max during
+    training and frozen at inference; each recurrent state (the
+    convolution FIFO, the MinGRU `h`) with one range shared by its input
+    and output. The output is the source model's: for a classifier with
+    mean pooling, the mean of the per-step outputs (what the host computes
+    from the int8 file's `y_t`).
 
-    Build it with `quantize_model`. Training runs the recurrence one step
-    at a time (the exact int8 computation order), so it is slower than
-    the float model's parallel scan: fine-tune a trained float model for a
-    few epochs. Dropout is not applied (the step graph has none).
+    The step graph is not run one time step at a time: everything but the
+    recurrence is computed for all time steps at once
+    (`core.run_sequence`): position-wise layers on the time steps folded
+    into the batch, a convolution FIFO as slices of the delayed input, the
+    MinGRU gates for every step; only the MinGRU state update (and its
+    points) is scanned, without gradient, its gradient coming from the
+    adjoint recurrence (`MinGRUCell.sequence`). The result, the gradients
+    and the range updates equal the step-by-step run (to float rounding;
+    `_call_steps` is that reference). A stateful kind without a sequence
+    form (`keras.layers.GRU`, `LSTM`, a running mean that the host does not
+    pool) is scanned one step at a time, with gradient, the rest of the
+    model still at once. A training step costs 1-3 times the float
+    model's (benchmarks/qat.py `--speed`). Dropout is not applied (the
+    step graph has none).
 
     Args:
         model: the float sequence model (see `streaming_model` for the

@@ -132,6 +132,7 @@ def _reset_ranges(qat, ranges, initialized):
     qat.initialized.assign(initialized)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_sequence_equals_steps(name):
     model = MODELS[name]()
