@@ -482,12 +482,12 @@ class DCLSConv1D(StreamingLayer):
         """
         states = self.check_states(states)
         x = points.state(self, "fifo", inputs)
+        span = self.max_delay - 1
         if residual and (self.filters or self.channels) != self.channels:
             raise ValueError(
                 "A residual step needs as many outputs as inputs. Received: "
                 f"filters={self.filters}, channels={self.channels}"
             )
-        span, c = self.max_delay - 1, self.channels
         padded, new_states = x, []
         if span:
             fifo = points.state(self, "fifo", states[0])
@@ -495,12 +495,16 @@ class DCLSConv1D(StreamingLayer):
             padded = points.state(self, "fifo", padded)
             new_states = [padded[:, -span:]]
         if not self.rounded and self.filters is None:
-            # (batch, 1, span + timesteps, channels): one valid
-            # convolution gives every step's output.
-            batch, timesteps = ops.shape(x)[0], ops.shape(x)[1]
-            window = ops.reshape(padded, (batch, 1, -1, c))
-            y = self._depthwise_output(window, residual)
-            return ops.reshape(y, (batch, timesteps, c)), new_states
+            # One valid convolution over (batch, span + timesteps,
+            # channels) gives every step's output (in 1-D: PyTorch's 2-D
+            # depthwise gradient with a 1 x max_delay kernel is slow).
+            kernel = points.weight(
+                self, "kernel", lambda: self._step_kernel(residual), axis=2
+            )
+            y = ops.depthwise_conv(padded, kernel[0], padding="valid")
+            if self.use_bias:
+                y = y + ops.cast(self.bias, y.dtype)
+            return points.activation(self, "output", y), new_states
         # Step t's window is padded[:, t : t + max_delay].
         windows = ops.stack(
             [padded[:, k : (k - span) or None] for k in range(span + 1)],
@@ -562,8 +566,8 @@ class DCLSConv1D(StreamingLayer):
         return window, [ops.reshape(window[:, :, 1:], (-1, span, c))]
 
     def _depthwise_output(self, window, residual):
-        """The valid depthwise convolution of `window` `(batch, 1, width,
-        channels)`, `(batch * (width - max_delay + 1), channels)`."""
+        """The depthwise convolution of the window `(batch, 1, max_delay,
+        channels)`: `(batch, channels)`."""
         kernel = points.weight(
             self, "kernel", lambda: self._step_kernel(residual), axis=2
         )
