@@ -286,8 +286,9 @@ class QuantizedModel(keras.Model, core.QuantizedSteps):
     `_call_steps` is that reference). A stateful kind without a sequence
     form (`keras.layers.GRU`, `LSTM`, a running mean that the host does not
     pool) is scanned one step at a time, with gradient, the rest of the
-    model still at once. A training step costs 1-3 times the float
-    model's (benchmarks/qat.py `--speed`). Dropout is not applied (the
+    model still at once. A training step costs about 2-2.5 times the
+    float model's on TensorFlow, about the same on JAX, 3.5-4.5 times on
+    PyTorch (`benchmarks/qat.py --speed`). Dropout is not applied (the
     step graph has none).
 
     Args:
