@@ -873,6 +873,27 @@ CASES = [
         "'nope'",
     ),
     Case(
+        "quantize_calibration_shape",
+        lambda: quantize_model(
+            classifier(), calibration_data=np.ones((4, 16, 5))
+        ),
+        r"data with shape \(4, 16, 5\)",
+    ),
+    Case(
+        "quantize_calibration_nan",
+        lambda: quantize_model(
+            classifier(), calibration_data=np.full((2, 16, 3), np.nan)
+        ),
+        "96 non-finite",
+    ),
+    Case(
+        "calibrate_batch_size",
+        lambda: quantize_model(classifier()).calibrate(
+            np.ones((2, 16, 3)), batch_size=0
+        ),
+        "batch_size=0",
+    ),
+    Case(
         "quantize_config_bits",
         lambda: QuantizeConfig(activation_bits=1),
         "activation_bits=1",

@@ -1,5 +1,7 @@
 """`quantize_model`: quantization-aware training of a streaming model."""
 
+import types
+
 import keras
 import numpy as np
 from keras import ops
@@ -89,6 +91,8 @@ class QuantizationScope(points.Scope):
         key = self.model.aliases.get(key, key)
         fixed = self.model.points[key] if fixed is None else fixed
         if fixed is not None:
+            if self._calibrating():
+                return x
             return _fake_quant(x, fixed[0], fixed[1], bits)
         index = self.model.point_index(key)
         if self.mode == "train":
@@ -129,7 +133,7 @@ class QuantizationScope(points.Scope):
 
     def weight(self, owner, name, fn, axis):
         config = self._config()
-        if config.skip or self.mode == "discover":
+        if config.skip or self.mode == "discover" or self._calibrating():
             return fn()
         bits = config.weight_bits
         if self.mode == "export":
@@ -137,6 +141,11 @@ class QuantizationScope(points.Scope):
             # weights as constants and quantizes them to the same grid.
             return points.constant(lambda: _quantize_weight(fn(), axis, bits))
         return _quantize_weight(fn(), axis, bits)
+
+    def _calibrating(self):
+        # `QuantizedModel.calibrate` observes the float model, as the
+        # converter's post-training calibration does.
+        return getattr(self.model, "_calibration", None) is not None
 
     def merge(self, low, high):
         """`low`/`high` (one entry per learned point) updated with this
@@ -321,7 +330,73 @@ class QuantizedModel(keras.Model, core.QuantizedSteps):
             return ys[:, -1]
         return ys
 
+    def calibrate(self, data, batch_size=32):
+        """Sets every learned range from a pass over `data`, as
+        post-training quantization does.
+
+        The float model (nothing fake-quantized) runs over whole
+        input sequences, and each point's range becomes the min/max it
+        takes over all of `data` (widened to include 0). Training then
+        starts from the ranges of the post-training int8 file instead of
+        the first batch's, and the moving averages continue from them.
+
+        Args:
+            data: array `(samples, timesteps, features)` of whole input
+                sequences (e.g. a few dozen training sequences).
+            batch_size: int, sequences per forward pass. Defaults to `32`.
+
+        Returns:
+            This model.
+        """
+        x = np.asarray(data)
+        expected = tuple(self.source.inputs[0].shape[2:])
+        if (
+            x.ndim != 3
+            or len(x) == 0
+            or x.shape[1] == 0
+            or x.shape[2:] != expected
+            or not np.issubdtype(x.dtype, np.number)
+        ):
+            raise ValueError(
+                "data must be a non-empty numeric array (samples, timesteps, "
+                f"{', '.join(str(d) for d in expected)}) of whole input "
+                f"sequences. Received: data with shape {x.shape} and dtype "
+                f"{x.dtype}"
+            )
+        if not np.all(np.isfinite(x)):
+            raise ValueError(
+                "data must be finite (NaN or infinite values would make "
+                "every range infinite). Received: data with "
+                f"{int(np.sum(~np.isfinite(x)))} non-finite values"
+            )
+        batch_size = _check_batch_size(batch_size)
+        if not self.learned_points:
+            self.initialized.assign(1.0)
+            return self
+        self.initialized.assign(0.0)  # observe in float
+        self._calibration = types.SimpleNamespace(low=None, high=None)
+        try:
+            for start in range(0, len(x), batch_size):
+                self(x[start : start + batch_size], training=True)
+            low, high = self._calibration.low, self._calibration.high
+        finally:
+            self._calibration = None
+        low = np.minimum(ops.convert_to_numpy(low), 0.0)
+        high = np.maximum(ops.convert_to_numpy(high), 0.0)
+        high = np.maximum(high, low + 1e-6)
+        self.ranges.assign(np.stack([low, high], axis=1).astype("float32"))
+        self.initialized.assign(1.0)
+        return self
+
     def _update_ranges(self, low, high):
+        calibration = getattr(self, "_calibration", None)
+        if calibration is not None:
+            # A calibration pass: the overall min/max, no moving average.
+            if calibration.low is not None:
+                low = ops.minimum(low, calibration.low)
+                high = ops.maximum(high, calibration.high)
+            calibration.low, calibration.high = low, high
+            return
         low = ops.minimum(low, 0.0)
         high = ops.maximum(ops.maximum(high, 0.0), low + 1e-6)
         old = ops.copy(ops.convert_to_tensor(self.ranges))
@@ -410,7 +485,16 @@ def _resolve_config(model, config):
     return resolved
 
 
-def quantize_model(model, config=None):
+def _check_batch_size(value):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(
+            "batch_size must be a positive int. Received: "
+            f"batch_size={value!r}"
+        )
+    return value
+
+
+def quantize_model(model, config=None, calibration_data=None):
     """A quantization-aware-training copy of a streamable sequence model.
 
     The returned `QuantizedModel` shares the weights of `model` (train it
@@ -427,6 +511,12 @@ def quantize_model(model, config=None):
             `QuantizeConfig` for every layer, or a dict `{layer name:
             QuantizeConfig}`; a name that is not a layer of `model` (or
             `"inputs"`) raises a ValueError.
+        calibration_data: `None`, or whole input sequences `(samples,
+            timesteps, features)` from which every learned range starts
+            (`QuantizedModel.calibrate`): the QAT model then starts as the
+            post-training int8 file and fine-tuning moves on from there.
+            Recommended (a few dozen training sequences). Defaults to
+            `None` (the first training batch sets the ranges).
 
     Returns:
         A built `QuantizedModel`.
@@ -453,6 +543,8 @@ def quantize_model(model, config=None):
         )
     qat = QuantizedModel(model, config)
     qat.build(model.inputs[0].shape)
+    if calibration_data is not None:
+        qat.calibrate(calibration_data)
     return qat
 
 

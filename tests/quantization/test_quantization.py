@@ -157,6 +157,41 @@ def test_first_update_is_the_batch_range():
     assert table["mgrade_0/min_gru_cell/z"] == (0.0, 255.0 / 256.0)
 
 
+def test_calibration_sets_the_float_min_max():
+    """`calibration_data` starts every range at the float model's min/max
+    over the data, as post-training calibration does."""
+    model = _model(timesteps=8)
+    x, _ = _data(n=24, timesteps=8)
+    qat = quantize_model(model, calibration_data=x)
+    assert float(keras.ops.convert_to_numpy(qat.initialized)) == 1.0
+    table = qat.range_table()
+    np.testing.assert_allclose(
+        table["inputs/x"], [min(x.min(), 0.0), max(x.max(), 0.0)], rtol=1e-6
+    )
+    # Reference: the float step model looped over the same sequences.
+    step = streaming_model(model, host_pooling=True, batch_size=len(x))
+    states = [np.zeros(s.shape, "float32") for s in step.inputs[1:]]
+    h_index = [len(s.shape) for s in step.inputs[1:]].index(2)
+    seen = []
+    for t in range(x.shape[1]):
+        _, *states = step([x[:, t]] + states, training=False)
+        states = [keras.ops.convert_to_numpy(s) for s in states]
+        seen.append(states[h_index])
+    seen = np.stack(seen)
+    np.testing.assert_allclose(
+        table[STATE], [min(seen.min(), 0.0), seen.max()], rtol=1e-5
+    )
+    # Training continues from the calibrated ranges (moving average).
+    before = table["inputs/x"]
+    qat.compile("sgd", keras.losses.SparseCategoricalCrossentropy(True))
+    qat.fit(x[:8], np.zeros(8), epochs=1, batch_size=8, verbose=0)
+    decay = QuantizeConfig().ema_decay
+    expected_high = decay * before[1] + (1 - decay) * max(x[:8].max(), 0.0)
+    np.testing.assert_allclose(
+        qat.range_table()["inputs/x"][1], expected_high, rtol=1e-5
+    )
+
+
 def test_fixed_range_and_skip():
     model = _model(timesteps=8)
     config = {
