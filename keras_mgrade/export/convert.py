@@ -1,8 +1,9 @@
 """Convert: the step model of a sequence model -> TFLite flatbuffer bytes.
 
-Three set-ups of `tf.lite.TFLiteConverter`, all with builtin ops only:
-float32; int8 post-training quantization, calibrated on the states and
-activations seen while streaming whole sequences; int8 from a
+Set-ups of `tf.lite.TFLiteConverter`, all with builtin ops only:
+float32; int8 or 16x8 (int16 activations and states, int8 weights)
+post-training quantization, calibrated on the states and activations
+seen while streaming whole sequences; int8 or 16x8 from a
 quantization-aware model, whose fake-quant ops carry the ranges.
 """
 
@@ -36,11 +37,15 @@ def convert(step, quantize, quantized=False, samples=None):
 
     Args:
         step: the step model.
-        quantize: None (float32) or `"int8"`.
+        quantize: None (float32), `"int8"` (int8 activations, states,
+            inputs and outputs) or `"int16x8"` (the same in int16, with
+            int8 weights and int64 biases: the converter's
+            `EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8`
+            mode; int16 tensors are symmetric, zero point 0).
         quantized: bool, `step` is the step model of a quantization-aware
-            model (int8 from its fake-quant ranges, no calibration).
-        samples: for int8 post-training quantization, the per-invoke
-            inputs `[x, *states]` to calibrate on (`calibration_samples`).
+            model (quantized from its fake-quant ranges, no calibration).
+        samples: for post-training quantization, the per-invoke inputs
+            `[x, *states]` to calibrate on (`calibration_samples`).
 
     Returns:
         bytes.
@@ -48,11 +53,17 @@ def convert(step, quantize, quantized=False, samples=None):
     tf = require_tensorflow()
     converter = tf.lite.TFLiteConverter.from_keras_model(step)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    if quantize == "int8":
+    if quantize is not None:
+        io_type = tf.int16 if quantize == "int16x8" else tf.int8
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.inference_input_type = tf.int8
-        converter.inference_output_type = tf.int8
-    if quantize == "int8" and not quantized:
+        converter.inference_input_type = io_type
+        converter.inference_output_type = io_type
+    if quantize == "int16x8":
+        opset = tf.lite.OpsSet
+        converter.target_spec.supported_ops = [
+            opset.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
+        ]
+    if quantize is not None and not quantized:
         names = [t.name for t in step.inputs]
 
         def representative_dataset():
@@ -60,9 +71,10 @@ def convert(step, quantize, quantized=False, samples=None):
                 yield dict(zip(names, sample))
 
         converter.representative_dataset = representative_dataset
-        converter.target_spec.supported_ops = [
-            tf.lite.OpsSet.TFLITE_BUILTINS_INT8
-        ]
+        if quantize == "int8":
+            converter.target_spec.supported_ops = [
+                tf.lite.OpsSet.TFLITE_BUILTINS_INT8
+            ]
     with micro.quiet_stderr(), contextlib.redirect_stdout(io.StringIO()):
         return bytes(converter.convert())
 
@@ -121,12 +133,12 @@ def calibration_samples(model, data, k, host_pooling, log, limit=2000):
 
 def _check_states_move(samples, shape):
     """Each state must take a non-zero value somewhere in the calibration
-    (otherwise its int8 range is empty: the file would be broken)."""
+    (otherwise its integer range is empty: the file would be broken)."""
     for i in range(1, len(samples[0]) if samples else 0):
         if not any(np.any(sample[i]) for sample in samples):
             raise ValueError(
                 f"State {i - 1} stays 0 over the whole calibration, so its "
-                "int8 range would be empty: calibrate on longer sequences "
+                "integer range would be empty: calibrate on longer sequences "
                 "(the states are sampled before each step). Received: "
                 f"representative_data.shape={shape}"
             )

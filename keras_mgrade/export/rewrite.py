@@ -4,8 +4,9 @@ describes.
 - inputs `[x_t, *states]` and outputs `[y_t, *new_states]` in that order,
   named `x_t`, `state_i`, `y_t`, `new_state_i` (the converter orders them
   as it likes);
-- in int8, each state's output tensor carries its input's scale and zero
-  point (where the op producing it requantizes), so firmware copies bytes;
+- in int8 and 16x8, each state's output tensor carries its input's scale
+  and zero point (where the op producing it requantizes), so firmware
+  copies bytes;
 - for `state="variables"`, the states moved into resource variables
   (`keras_mgrade.export.variables`).
 """
@@ -19,7 +20,7 @@ from keras_mgrade.export import passes
 from keras_mgrade.export import variables
 from keras_mgrade.export.arena import METADATA
 
-# Ops whose int8 kernel requantizes to its output tensor's scale, so the
+# Ops whose int8 (and int16) kernel requantizes to its output tensor's scale, so the
 # output quantization may be set freely.
 REQUANTIZING = frozenset(
     {"ADD", "SUB", "MUL", "FULLY_CONNECTED", "QUANTIZE", "DEPTHWISE_CONV_2D"}
@@ -36,10 +37,17 @@ TENSOR_TYPES = {
 
 
 def read_graph(flat):
-    """The flatbuffer as the mutable object tree of the TFLite schema."""
+    """The flatbuffer as the mutable object tree of the TFLite schema; a
+    scalar tensor stored without a shape (as the 16x8 converter writes
+    its scalar constants) gets the empty shape."""
     from tensorflow.lite.tools import flatbuffer_utils
 
-    return flatbuffer_utils.read_model_from_bytearray(bytearray(flat))
+    graph = flatbuffer_utils.read_model_from_bytearray(bytearray(flat))
+    for sub in graph.subgraphs:
+        for tensor in sub.tensors:
+            if tensor.shape is None:
+                tensor.shape = np.zeros(0, "int32")
+    return graph
 
 
 def write_graph(graph):
@@ -89,7 +97,7 @@ def rewrite(
         flat: the converter's bytes (signature inputs `x_t`, `state_i`;
             outputs `output_0` (y) and `output_{i+1}` (state i)).
         num_states: the number of states.
-        quantize: None or `"int8"`.
+        quantize: None, `"int8"` or `"int16x8"`.
         state: `"io"` or `"variables"`.
         stream: dict recorded in the file as the `keras_mgrade` metadata
             (steps per invoke, state kind, host pooling), or None.
@@ -115,7 +123,7 @@ def rewrite(
     _name_io(graph, num_states)
     sub = graph.subgraphs[0]
     inputs, outputs = list(sub.inputs), list(sub.outputs)
-    if quantize == "int8":
+    if quantize is not None:
         _equal_state_quantization(graph, inputs[1:], outputs[1:])
     passes.prune(graph)
     layout = _layout(graph)

@@ -191,7 +191,8 @@ class _Job:
         if quantized is None:
             model = convert.float32_model(model, log)
         source = model if quantized is None else quantized.source
-        pooling = request["quantize"] == "int8" and core.host_pooling_of(source)
+        quantize = request["quantize"]
+        pooling = quantize is not None and core.host_pooling_of(source)
         return cls(
             model, user_model, quantized, bool(pooling), request, log,
             time.perf_counter(),
@@ -312,7 +313,7 @@ def _convert(model, quantized, host_pooling, request, log):
     quantize, k = request["quantize"], request["steps_per_invoke"]
     step = streaming_model(model, steps_per_invoke=k, host_pooling=host_pooling)
     samples = None
-    if quantize == "int8" and quantized is None:
+    if quantize is not None and quantized is None:
         limit = request["max_calibration_sequences"]
         samples = convert.calibration_samples(
             model,
