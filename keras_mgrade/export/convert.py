@@ -9,12 +9,14 @@ quantization-aware model, whose fake-quant ops carry the ranges.
 
 import contextlib
 import io
+import re
 
 import keras
 import numpy as np
 
 from keras_mgrade import _utils
 from keras_mgrade.export import micro
+from keras_mgrade.export import tflm_ops
 from keras_mgrade.export.streaming import as_list
 from keras_mgrade.export.streaming import streaming_model
 
@@ -76,7 +78,17 @@ def convert(step, quantize, quantized=False, samples=None):
                 tf.lite.OpsSet.TFLITE_BUILTINS_INT8
             ]
     with micro.quiet_stderr(), contextlib.redirect_stdout(io.StringIO()):
-        return bytes(converter.convert())
+        try:
+            return bytes(converter.convert())
+        except Exception as error:  # the converter raises several kinds
+            found = re.search(_NOT_16X8, str(error))
+            if quantize == "int16x8" and found:
+                tflm_ops.check_int16_ops([found.group(1)])
+            raise
+
+
+# How TensorFlow's 16x8 quantizer refuses an operator.
+_NOT_16X8 = r"16x8-bit not yet supported for op: '([A-Z_0-9]+)'"
 
 
 def float32_model(model, log):

@@ -50,7 +50,15 @@ def export_tflite(
     `state="variables"` only `x_t` and `y_t`. With `quantize="int8"`:
     full-integer, int8 inputs and outputs, and each state's input and
     output share one scale and zero point, so firmware copies the output
-    bytes to the input unchanged. For an int8 classifier with mean pooling,
+    bytes to the input unchanged. With `quantize="int16x8"` (16x8: int16
+    activations, states, inputs and outputs, int8 weights, int64 biases;
+    TensorFlow's `EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8`
+    mode, calibrated as int8): the same, in int16 with zero point 0. It
+    runs on TFLite Micro and LiteRT, not in ST's code generator (8-bit
+    only) nor in `export_c`; a model whose step needs an operator TFLite
+    Micro lacks in int16 (GATHER of an Embedding; HARD_SWISH and DIV,
+    which the 16x8 quantizer refuses) raises a ValueError naming it. For
+    a quantized classifier with mean pooling,
     `y_t` is the per-step logits and the host keeps their mean
     (`report["host_pooling"] == "mean"`; the class is the argmax of the
     running sum).
@@ -59,7 +67,13 @@ def export_tflite(
         model: a built sequence `keras.Model` (see `streaming_model`).
         path: where to write the `.tflite`; the report goes beside it as
             `<path without .tflite>.json`.
-        quantize: `None` (float32) or `"int8"`.
+        quantize: `None` (float32), `"int8"` or `"int16x8"`. A
+            quantization-aware model exports to `"int8"` from its learned
+            ranges; to `"int16x8"` (trained with
+            `QuantizeConfig(activation_bits=16)`) it is calibrated on
+            `representative_data`, since TensorFlow's converter cannot
+            read 16-bit fake-quant ranges, and checked against the
+            quantization-aware model.
         state: `"io"` (default: states are explicit inputs and outputs,
             portable to every runtime) or `"variables"`: the states live
             in the graph as resource variables (`VAR_HANDLE`,
@@ -75,7 +89,8 @@ def export_tflite(
             `reset_all_variables()` does not restore the zero state:
             re-create the interpreter to start a new stream.
         representative_data: whole input sequences `(n, timesteps, ...)`
-            (or an iterable of such arrays); needed for `"int8"`. They are
+            (or an iterable of such arrays); needed for `"int8"` (unless
+            quantization-aware) and `"int16x8"`. They are
             streamed through the float step model to calibrate the inputs,
             the states and every activation.
         steps_per_invoke: int, time steps per invoke.
@@ -111,7 +126,8 @@ def export_tflite(
         at the model's own output: every step, or the host's mean or the
         last step of a pooled output), `max_abs_deviation_step` (vs the
         Keras step model at every step; `max_deviation_output_lsb`: the
-        same in int8 output steps), `warnings` (an int8 input or state
+        same in steps of the int8 or int16 output), `warnings` (an
+        integer input or state
         that saturates over the check data), `host_pooling`, `quantize`,
         `state`, `steps_per_invoke`, and for `state="variables"`
         `variables` (name, shape, dtype, scale, zero point of each state
@@ -185,9 +201,14 @@ class _Job:
     def of(cls, model, request):
         log = print if request["verbose"] else (lambda *a, **k: None)
         quantized = core.quantized_steps(model)
+        user_model = model
         if quantized is not None and request["quantize"] is None:
             model, quantized = quantized.source, None  # its float file
-        user_model = model
+            user_model = model
+        elif quantized is not None and request["quantize"] == "int16x8":
+            # Calibrated from the source (its int8 weights are the QAT
+            # weight grid); checked against the QAT model itself.
+            model, quantized = quantized.source, None
         if quantized is None:
             model = convert.float32_model(model, log)
         source = model if quantized is None else quantized.source
@@ -217,6 +238,8 @@ def _build(job):
     }
     names = [layer.name for layer in job.source.layers]
     args = (num_states, request["quantize"], request["state"])
+    if request["quantize"] == "int16x8":
+        tflm_ops.check_int16_ops(rewrite.op_names(flat))
     converted = flat
     flat, layout, stats = rewrite.rewrite(flat, *args, stream, names)
     unshrunk = flat

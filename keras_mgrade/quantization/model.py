@@ -249,20 +249,6 @@ class QuantizedModel(keras.Model, core.QuantizedSteps):
         `quantize` file: not trained yet, or bit widths other than the
         file's (`"int8"`: 8-bit weights and activations; `"int16x8"`:
         8-bit weights, 16-bit activations)."""
-        if not self.built or not float(ops.convert_to_numpy(self.initialized)):
-            raise ValueError(
-                "The quantization-aware model has no learned ranges yet: "
-                f"train it (fit) before exporting it to {quantize}. "
-                f"Received: model {self.name!r}"
-            )
-        table = self.range_table()
-        empty = {k: v for k, v in table.items() if not v[1] > v[0]}
-        if empty:
-            raise ValueError(
-                "Some learned ranges are empty or not finite (trained on NaN "
-                "or constant data?): the int8 file would be broken. "
-                f"Received: ranges {dict(list(empty.items())[:3])}"
-            )
         bits = _FILE_BITS.get(quantize, (8, 8))
         names = [INPUTS] + [layer.name for layer in self.source.layers]
         for name in names:
@@ -280,6 +266,20 @@ class QuantizedModel(keras.Model, core.QuantizedSteps):
                     f"{config.weight_bits}, activation_bits="
                     f"{config.activation_bits}"
                 )
+        if not self.built or not float(ops.convert_to_numpy(self.initialized)):
+            raise ValueError(
+                "The quantization-aware model has no learned ranges yet: "
+                f"train it (fit) before exporting it to {quantize}. "
+                f"Received: model {self.name!r}"
+            )
+        table = self.range_table()
+        empty = {k: v for k, v in table.items() if not v[1] > v[0]}
+        if empty:
+            raise ValueError(
+                "Some learned ranges are empty or not finite (trained on NaN "
+                "or constant data?): the int8 file would be broken. "
+                f"Received: ranges {dict(list(empty.items())[:3])}"
+            )
 
     def point_index(self, key):
         return self._index[key]
