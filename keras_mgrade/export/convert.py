@@ -91,6 +91,111 @@ def convert(step, quantize, quantized=False, samples=None):
 _NOT_16X8 = r"16x8-bit not yet supported for op: '([A-Z_0-9]+)'"
 
 
+def convert_int16_from_ranges(step, quantized, samples):
+    """The 16x8 flatbuffer of the step model of a quantization-aware model
+    with 16-bit activations, quantized with its learned ranges.
+
+    TensorFlow's converter reads no 16-bit fake-quant ops (its
+    quantization-aware path has no int16 CONCATENATION or ADD), so the
+    step graph is traced with the activations in float while the model
+    records each marked tensor's symmetric range `m` by graph name
+    (`traced_ranges`); the converter calibrates it (`samples`: per-invoke
+    inputs that fill in the few tensors no point marks, such as a
+    convolution before its bias), every recorded tensor's range is then
+    set to `[-m, m]` (a RESHAPE's input with its output; a graph output,
+    named by the signature, through its operator's bias), and the 16x8
+    quantizer writes scale `m / 32767`, zero point 0: the grid of the
+    16-bit fake quantization (LOGISTIC and TANH outputs keep the kernel's
+    1/32768).
+
+    Returns:
+        bytes.
+    """
+    tf = require_tensorflow()
+    from tensorflow.lite.python.optimize import calibrator
+
+    quantized.traced_ranges.clear()
+    converter = tf.lite.TFLiteConverter.from_keras_model(step)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    names = [t.name for t in step.inputs]
+    converter.representative_dataset = lambda: (
+        dict(zip(names, sample)) for sample in samples
+    )
+    converter._experimental_calibrate_only = True
+    with micro.quiet_stderr(), contextlib.redirect_stdout(io.StringIO()):
+        calibrated = bytes(converter.convert())
+        ranged = _impose_ranges(calibrated, dict(quantized.traced_ranges))
+        quantizer = calibrator.Calibrator(ranged)
+        return bytes(
+            quantizer._calibrator.QuantizeModel(
+                np.dtype("int16").num,
+                np.dtype("int16").num,
+                False,
+                np.dtype("int16").num,
+                np.dtype("int64").num,
+                False,
+                False,
+            )
+        )
+
+
+def _impose_ranges(flat, ranges):
+    """`flat` (a calibrated float file) with the min/max of every tensor
+    named in `ranges` set to `[-m, m]`."""
+    from keras_mgrade.export import rewrite
+
+    graph = rewrite.read_graph(flat)
+    sub = graph.subgraphs[0]
+    reshapes = {
+        int(op.outputs[0]): int(op.inputs[0])
+        for op in sub.operators
+        if rewrite.op_name(graph, op) == "RESHAPE"
+    }
+
+    def lookup(name):
+        name = name.removeprefix("serving_default_").split(":")[0]
+        for part in reversed(name.split(";")):
+            for key, m in ranges.items():
+                if part == key or part.endswith("/" + key):
+                    return m
+        return None
+
+    made = {int(o): op for op in sub.operators for o in op.outputs}
+    outputs = {int(i) for i in sub.outputs}
+
+    def name_of(index):
+        return rewrite._text(sub.tensors[index].name or b"")
+
+    for index, tensor in enumerate(sub.tensors):
+        q = tensor.quantization
+        if q is None or q.min is None or len(q.min) == 0:
+            continue
+        m = lookup(name_of(index))
+        if m is None and index in outputs and index in made:
+            # A graph output is named by the signature; the converter
+            # names its operator's bias after the marked addition.
+            inputs = [int(i) for i in made[index].inputs if i >= 0]
+            constants = [i for i in inputs if _has_data(graph, sub, i)]
+            found = [lookup(name_of(i)) for i in constants]
+            m = next((v for v in found if v is not None), None)
+        if m is None:
+            continue
+        targets = [index]
+        while targets[-1] in reshapes:
+            targets.append(reshapes[targets[-1]])
+        for target in targets:
+            tq = sub.tensors[target].quantization
+            if tq is not None and tq.min is not None and len(tq.min):
+                tq.min = np.array([-m], "float32")
+                tq.max = np.array([m], "float32")
+    return rewrite.write_graph(graph)
+
+
+def _has_data(graph, sub, index):
+    data = graph.buffers[sub.tensors[index].buffer].data
+    return data is not None and len(data) > 0
+
+
 def float32_model(model, log):
     """`model`, or a float32 copy of it with the same weights when any of
     its layers computes in another precision (a `mixed_float16` or

@@ -46,15 +46,6 @@ def check_request(model, path, **request):
     quantize = request["quantize"]
     if quantize is not None and quantized is not None:
         quantized.check_exportable(quantize)
-    if quantize == "int16x8" and quantized is not None and data is None:
-        raise ValueError(
-            "quantize='int16x8' of a quantization-aware model needs "
-            "calibration data: TensorFlow's converter cannot read 16-bit "
-            "fake-quant ranges (its quantization-aware path has no int16 "
-            "CONCATENATION or ADD), so the 16x8 file is calibrated. Pass "
-            "`representative_data` (whole input sequences). Received: "
-            "representative_data=None"
-        )
     if quantize is not None and quantized is None and data is None:
         raise ValueError(
             f"quantize={quantize!r} needs calibration data: pass "

@@ -12,6 +12,7 @@ import os
 import time
 
 import keras
+import numpy as np
 
 from keras_mgrade import core
 from keras_mgrade.export import arena
@@ -205,10 +206,6 @@ class _Job:
         if quantized is not None and request["quantize"] is None:
             model, quantized = quantized.source, None  # its float file
             user_model = model
-        elif quantized is not None and request["quantize"] == "int16x8":
-            # Calibrated from the source (its int8 weights are the QAT
-            # weight grid); checked against the QAT model itself.
-            model, quantized = quantized.source, None
         if quantized is None:
             model = convert.float32_model(model, log)
         source = model if quantized is None else quantized.source
@@ -346,8 +343,35 @@ def _convert(model, quantized, host_pooling, request, log):
             log,
         )
     log(f"converting to TFLite ({quantize or 'float32'})...")
-    flat = convert.convert(step, quantize, quantized is not None, samples)
+    if quantize == "int16x8" and quantized is not None:
+        samples = convert.calibration_samples(
+            quantized.source,
+            _range_sequences(quantized, request),
+            k,
+            host_pooling,
+            log,
+        )
+        flat = convert.convert_int16_from_ranges(step, quantized, samples)
+    else:
+        flat = convert.convert(step, quantize, quantized is not None, samples)
     return flat, len(step.inputs) - 1
+
+
+def _range_sequences(quantized, request):
+    """Input sequences for the few tensors of a 16x8 file that no
+    quantization point marks: `representative_data` if given, else
+    uniform noise over the learned input range."""
+    if request["representative_data"] is not None:
+        return request["representative_data"][: request[
+            "max_calibration_sequences"
+        ]]  # fmt: skip
+    source = quantized.source
+    low, high = quantized.range_table().get("inputs/x", (-1.0, 1.0))
+    shape = (8, 32 * request["steps_per_invoke"]) + tuple(
+        source.inputs[0].shape[2:]
+    )
+    rng = np.random.default_rng(0)
+    return rng.uniform(low, high, shape).astype(source.inputs[0].dtype)
 
 
 def _quantization(quantize, quantized):

@@ -39,6 +39,14 @@ def _fake_quant_activation(x, low, high, bits, kernel=False):
     return _fake_quant(x, -m, m, bits, narrow_range=True)
 
 
+def _eager_range_table(model):
+    """`model.range_table()` read outside the graph being traced."""
+    import tensorflow as tf
+
+    with tf.init_scope():
+        return model.range_table()
+
+
 def _quantize_weight(w, axis, bits):
     # Symmetric with the largest magnitude as the range ("last value"):
     # the grid TFLite uses for int8 weights (scale = max|w| / 127).
@@ -76,6 +84,11 @@ class QuantizationScope(points.Scope):
     current ranges and records each point's min/max, `"infer"` and
     `"export"` fake-quantize with the frozen ranges (`"export"` also folds
     the quantized weights into constants for the TFLite converter).
+
+    With 16-bit activations, `"export"` leaves the activations in float
+    (TensorFlow's converter cannot read 16-bit fake-quant ops) and records
+    in `model.traced_ranges` the symmetric range `m` of each traced
+    tensor, by graph name, for the 16x8 exporter to impose.
     """
 
     def __init__(self, model, mode):
@@ -87,6 +100,8 @@ class QuantizationScope(points.Scope):
         self.aliases = {}
         self.produced = {}
         self.observed = {}
+        if mode == "export" and keras.backend.backend() == "tensorflow":
+            self.table = _eager_range_table(model)
         if mode != "discover":
             # Copies: the ranges are updated in place after the scan.
             self.ranges = ops.copy(ops.convert_to_tensor(model.ranges))
@@ -110,6 +125,8 @@ class QuantizationScope(points.Scope):
         bits = config.activation_bits
         key = self.model.aliases.get(key, key)
         fixed = self.model.points[key] if fixed is None else fixed
+        if self.exports and bits == 16:
+            return self._trace_int16(x, key, fixed)
         if fixed is not None:
             kernel = tuple(fixed) in _KERNEL_RANGES
             return _fake_quant_activation(x, *fixed, bits, kernel=kernel)
@@ -133,6 +150,19 @@ class QuantizationScope(points.Scope):
             return q
         # Before the first training batch the ranges are not known yet.
         return ops.where(self.ready, q, x)
+
+    def _trace_int16(self, x, key, fixed):
+        """Records the symmetric 16-bit range of `x` under its graph name
+        (the first point marking a tensor decides) and returns `x`."""
+        if fixed is not None and tuple(fixed) in _KERNEL_RANGES:
+            m = _INT16_KERNEL_MAX
+        else:
+            low, high = fixed if fixed is not None else self.table[key]
+            m = max(abs(low), abs(high), 1e-8)
+        name = getattr(x, "name", None)
+        if name:
+            self.model.traced_ranges.setdefault(name.split(":")[0], m)
+        return x
 
     def _discover(self, key, x, fixed, state):
         producer = self.produced.get(id(x))
@@ -232,6 +262,8 @@ class QuantizedModel(keras.Model, core.QuantizedSteps):
         self.aliases = {}
         self.learned_points = None
         self._index = None
+        # {graph tensor name: m} of the last 16-bit export trace.
+        self.traced_ranges = {}
 
     def layer_config(self, layer_name):
         return self.layer_configs.get(layer_name, self._default)
