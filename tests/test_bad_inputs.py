@@ -990,11 +990,14 @@ CASES = [
     ),
     Case(
         "int16x8_embedding_gather",
-        lambda: export(tokens(), quantize="int16x8",
-                       representative_data=np.zeros((2, 8), "int32") + 1),
+        lambda: export(
+            tokens(),
+            quantize="int16x8",
+            representative_data=np.zeros((2, 8), "int32") + 1,
+        ),
         "GATHER",
         tensorflow_only=True,
-    ),  # fmt: skip
+    ),
     Case(
         "int16x8_hard_swish",
         lambda: export(

@@ -20,8 +20,8 @@ from keras_mgrade.export import passes
 from keras_mgrade.export import variables
 from keras_mgrade.export.arena import METADATA
 
-# Ops whose int8 (and int16) kernel requantizes to its output tensor's scale, so the
-# output quantization may be set freely.
+# Ops whose int8 (and int16) kernel requantizes to its output tensor's
+# scale, so the output quantization may be set freely.
 REQUANTIZING = frozenset(
     {"ADD", "SUB", "MUL", "FULLY_CONNECTED", "QUANTIZE", "DEPTHWISE_CONV_2D"}
 )
