@@ -202,3 +202,23 @@ def test_cli_int16x8(tmp_path, capsys):
     assert interp.inputs[0].dtype == np.int16
     with pytest.raises(ValueError, match="int8 files only.*int16"):
         export_c(str(out / "model_int16x8.tflite"), str(tmp_path / "c"))
+
+
+@pytest.mark.skipif(BACKEND == "tensorflow", reason="other backends")
+@pytest.mark.slow
+def test_int16x8_from_jax_or_torch(tmp_path):
+    """Exported through the TensorFlow process, same contract."""
+    model = mgrade_seq2seq(
+        2, 2, units=8, num_layers=1, kernel_taps=2, max_delay=4, norm=None,
+        seed=1,
+    )  # fmt: skip
+    data = _x(8, 32)
+    path = str(tmp_path / "m.tflite")
+    report = export_tflite(
+        model, path, quantize="int16x8", representative_data=data,
+        verbose=False,
+    )  # fmt: skip
+    assert {e["dtype"] for e in report["inputs"]} == {"int16"}
+    got = stream_file(path, data[:2], "tflm")
+    expected = to_numpy(model(data[:2]))
+    assert np.max(np.abs(got - expected)) < 0.05 * np.max(np.abs(expected))
