@@ -39,6 +39,16 @@ def _fake_quant_activation(x, low, high, bits, kernel=False):
     return _fake_quant(x, -m, m, bits, narrow_range=True)
 
 
+def _tracing():
+    """Whether TensorFlow traces a graph now (the converter's trace, as
+    opposed to running the export step eagerly as a reference)."""
+    if keras.backend.backend() != "tensorflow":
+        return False
+    import tensorflow as tf
+
+    return not tf.executing_eagerly()
+
+
 def _eager_range_table(model):
     """`model.range_table()` read outside the graph being traced."""
     import tensorflow as tf
@@ -85,10 +95,11 @@ class QuantizationScope(points.Scope):
     `"export"` fake-quantize with the frozen ranges (`"export"` also folds
     the quantized weights into constants for the TFLite converter).
 
-    With 16-bit activations, `"export"` leaves the activations in float
-    (TensorFlow's converter cannot read 16-bit fake-quant ops) and records
-    in `model.traced_ranges` the symmetric range `m` of each traced
-    tensor, by graph name, for the 16x8 exporter to impose.
+    With 16-bit activations, `"export"` traced by TensorFlow leaves the
+    activations in float (its converter cannot read 16-bit fake-quant
+    ops) and records in `model.traced_ranges` the symmetric range `m` of
+    each traced tensor, by graph name, for the 16x8 exporter to impose;
+    run eagerly (the exporter's reference) it fake-quantizes.
     """
 
     def __init__(self, model, mode):
@@ -125,7 +136,7 @@ class QuantizationScope(points.Scope):
         bits = config.activation_bits
         key = self.model.aliases.get(key, key)
         fixed = self.model.points[key] if fixed is None else fixed
-        if self.exports and bits == 16:
+        if self.exports and bits == 16 and _tracing():
             return self._trace_int16(x, key, fixed)
         if fixed is not None:
             kernel = tuple(fixed) in _KERNEL_RANGES

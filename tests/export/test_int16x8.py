@@ -178,9 +178,11 @@ def test_qat_16bit_model_to_int16x8(tmp_path):
     expected = to_numpy(qat(x[:4]))
     lsb = np.max(np.abs(got - expected)) / scale
     float_lsb = np.max(np.abs(got - to_numpy(model(x[:4])))) / scale
-    print(f"16x8 file vs QAT model: {lsb:.1f} output LSB, vs float "
+    print(f"16x8 file vs QAT model: {lsb:.1f} output LSB (report: "
+          f"{report['max_deviation_output_lsb']}), vs float "
           f"{float_lsb:.1f}")  # fmt: skip
     assert lsb <= 8
+    assert report["max_deviation_output_lsb"] <= 8
     with pytest.raises(ValueError, match="16-bit activations"):
         quantize_model(model).check_exportable("int16x8")
 
