@@ -35,14 +35,11 @@ def _step_candidate(owner, x):
     requantized to the candidate's grid) and MAXIMUM, with no second
     FULLY_CONNECTED for a fused RELU. The shifted input shares the
     candidate's quantization point (MAXIMUM reads both inputs on its own
-    output grid); below it the maximum is the sigmoid anyway. The
-    sigmoid is marked on that grid too (the requantization after
-    LOGISTIC, which the 16x8 converter needs explicitly)."""
+    output grid); below it the maximum is the sigmoid anyway."""
     shifted = points.activation(owner, "g", x + 0.5)
     sig = points.activation(
         owner, "g_sigmoid", ops.sigmoid(x), points.SIGMOID_RANGE
     )
-    sig = points.activation(owner, "g", sig)
     return points.activation(owner, "g", ops.maximum(shifted, sig))
 
 
