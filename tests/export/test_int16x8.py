@@ -224,3 +224,25 @@ def test_int16x8_from_jax_or_torch(tmp_path):
     got = stream_file(path, data[:2], "tflm")
     expected = to_numpy(model(data[:2]))
     assert np.max(np.abs(got - expected)) < 0.05 * np.max(np.abs(expected))
+
+
+@tf_only
+@pytest.mark.slow
+def test_int16x8_state_in_variables(files, tmp_path):
+    """`state="variables"`: int16 variables, the io file's outputs."""
+    model, reports, data = files
+    path = str(tmp_path / "v.tflite")
+    report = export_tflite(
+        model, path, quantize="int16x8", state="variables",
+        representative_data=data, verbose=False,
+    )  # fmt: skip
+    io_states = reports["int16x8", "tflm"]["inputs"][1:]
+    assert [v["dtype"] for v in report["variables"]] == ["int16"] * 4
+    assert [v["scale"] for v in report["variables"]] == [
+        s["scale"] for s in io_states
+    ]
+    x = data[:2]
+    np.testing.assert_array_equal(
+        stream_file(path, x, "tflm"),
+        stream_file(reports["int16x8", "tflm"]["path"], x, "tflm"),
+    )
