@@ -69,12 +69,14 @@ def export_tflite(
         path: where to write the `.tflite`; the report goes beside it as
             `<path without .tflite>.json`.
         quantize: `None` (float32), `"int8"` or `"int16x8"`. A
-            quantization-aware model exports to `"int8"` from its learned
-            ranges; to `"int16x8"` (trained with
-            `QuantizeConfig(activation_bits=16)`) it is calibrated on
-            `representative_data`, since TensorFlow's converter cannot
-            read 16-bit fake-quant ranges, and checked against the
-            quantization-aware model.
+            quantization-aware model exports from its learned ranges,
+            without calibration data: to `"int8"` with 8-bit
+            activations, to `"int16x8"` with
+            `QuantizeConfig(activation_bits=16)` (the ranges are imposed
+            on the 16x8 quantizer tensor by tensor, see
+            `keras_mgrade.export.convert.convert_int16_from_ranges`;
+            `representative_data`, if given, only fills in the few
+            tensors no quantization point marks).
         state: `"io"` (default: states are explicit inputs and outputs,
             portable to every runtime) or `"variables"`: the states live
             in the graph as resource variables (`VAR_HANDLE`,
@@ -90,8 +92,8 @@ def export_tflite(
             `reset_all_variables()` does not restore the zero state:
             re-create the interpreter to start a new stream.
         representative_data: whole input sequences `(n, timesteps, ...)`
-            (or an iterable of such arrays); needed for `"int8"` (unless
-            quantization-aware) and `"int16x8"`. They are
+            (or an iterable of such arrays); needed for `"int8"` and
+            `"int16x8"` unless the model is quantization-aware. They are
             streamed through the float step model to calibrate the inputs,
             the states and every activation.
         steps_per_invoke: int, time steps per invoke.
