@@ -972,9 +972,88 @@ CASES = [
         ),
         tensorflow_only=True,
     ),
+    Case(
+        "cli_int16x8_without_calibration",
+        cli_error(
+            ["export", path("seq2seq.keras"), "--int16x8"],
+            "--int16x8 needs --calibration",
+            setup=_write_corrupt_files,
+        ),
+        tensorflow_only=True,
+    ),
+    Case(
+        "cli_c_with_int16x8",
+        cli_error(
+            [
+                "export",
+                path("seq2seq.keras"),
+                "--int16x8",
+                "--calibration",
+                path("x.npy"),
+                "--c",
+                path("c"),
+            ],  # fmt: skip
+            "the C backend runs int8 files only",
+            setup=_write_corrupt_files,
+        ),
+        tensorflow_only=True,
+    ),
+    # --- 16x8 --------------------------------------------------------
+    Case(
+        "int16x8_without_calibration",
+        lambda: export(seq2seq(), quantize="int16x8"),
+        "quantize='int16x8' needs calibration data",
+    ),
+    Case(
+        "int16x8_qat_with_8_bit_activations",
+        lambda: quantize_model(seq2seq()).check_exportable("int16x8"),
+        "needs 8-bit weights and 16-bit activations",
+    ),
+    Case(
+        "int16x8_embedding_gather",
+        lambda: export(
+            tokens(),
+            quantize="int16x8",
+            representative_data=np.zeros((2, 8), "int32") + 1,
+        ),
+        "GATHER",
+        tensorflow_only=True,
+    ),
+    Case(
+        "int16x8_hard_swish",
+        lambda: export(
+            _hard_swish_model(), quantize="int16x8", representative_data=X
+        ),
+        "HARD_SWISH",
+        tensorflow_only=True,
+    ),
+    Case(
+        "export_c_int16_file",
+        lambda: __import__("keras_mgrade.export").export.export_c(
+            _int16_file(), path("c16")
+        ),
+        "int8 files only.*int16",
+        tensorflow_only=True,
+    ),
     # --- datasets ----------------------------------------------------
     Case("speech_truncated_wav", _truncated_wav, "truncated"),
 ]
+
+
+def _hard_swish_model():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((None, 3))
+    hidden = keras.layers.Dense(4, activation="hard_swish")(inputs)
+    return keras.Model(inputs, keras.layers.Dense(2)(hidden))
+
+
+@functools.cache
+def _int16_file():
+    model = keras.Sequential([keras.Input((None, 3)), keras.layers.Dense(2)])
+    report = export(
+        model, "int16.tflite", quantize="int16x8", representative_data=X
+    )
+    return report["path"]
 
 
 def _built_pooling():

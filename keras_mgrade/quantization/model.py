@@ -19,6 +19,46 @@ def _fake_quant(x, low, high, bits, narrow_range=False, axis=None):
     )
 
 
+# The output ranges the int8 LOGISTIC/SOFTMAX and TANH kernels impose; in
+# 16x8 the int16 kernels write scale 1/32768, zero point 0 instead.
+_KERNEL_RANGES = (points.SIGMOID_RANGE, points.TANH_RANGE)
+_INT16_KERNEL_MAX = 32767.0 / 32768.0
+
+
+def _fake_quant_activation(x, low, high, bits, kernel=False):
+    """An activation on its integer grid. 16-bit activations are symmetric
+    with zero point 0, as TFLite's int16 activations (16x8): the range is
+    `[-m, m]`, `m = max(|low|, |high|)`, on 65535 levels (scale `m /
+    32767`, what the converter writes), or the int16 kernel's own grid
+    (1/32768) for a `kernel` range of LOGISTIC, SOFTMAX or TANH."""
+    if bits != 16:
+        return _fake_quant(x, low, high, bits)
+    if kernel:
+        m = _INT16_KERNEL_MAX
+    else:
+        m = ops.maximum(ops.maximum(ops.abs(low), ops.abs(high)), 1e-8)
+        m = ops.stop_gradient(m)
+    return _fake_quant(x, -m, m, bits, narrow_range=True)
+
+
+def _tracing():
+    """Whether TensorFlow traces a graph now (the converter's trace, as
+    opposed to running the export step eagerly as a reference)."""
+    if keras.backend.backend() != "tensorflow":
+        return False
+    import tensorflow as tf
+
+    return not tf.executing_eagerly()
+
+
+def _eager_range_table(model):
+    """`model.range_table()` read outside the graph being traced."""
+    import tensorflow as tf
+
+    with tf.init_scope():
+        return model.range_table()
+
+
 def _quantize_weight(w, axis, bits):
     # Symmetric with the largest magnitude as the range ("last value"):
     # the grid TFLite uses for int8 weights (scale = max|w| / 127).
@@ -56,6 +96,12 @@ class QuantizationScope(points.Scope):
     current ranges and records each point's min/max, `"infer"` and
     `"export"` fake-quantize with the frozen ranges (`"export"` also folds
     the quantized weights into constants for the TFLite converter).
+
+    With 16-bit activations, `"export"` traced by TensorFlow leaves the
+    activations in float (its converter cannot read 16-bit fake-quant
+    ops) and records in `model.traced_ranges` the symmetric range `m` of
+    each traced tensor, by graph name, for the 16x8 exporter to impose;
+    run eagerly (the exporter's reference) it fake-quantizes.
     """
 
     def __init__(self, model, mode):
@@ -67,6 +113,8 @@ class QuantizationScope(points.Scope):
         self.aliases = {}
         self.produced = {}
         self.observed = {}
+        if mode == "export" and keras.backend.backend() == "tensorflow":
+            self.table = _eager_range_table(model)
         if mode != "discover":
             # Copies: the ranges are updated in place after the scan.
             self.ranges = ops.copy(ops.convert_to_tensor(model.ranges))
@@ -90,10 +138,13 @@ class QuantizationScope(points.Scope):
         bits = config.activation_bits
         key = self.model.aliases.get(key, key)
         fixed = self.model.points[key] if fixed is None else fixed
+        if self.exports and bits == 16 and _tracing():
+            return self._trace_int16(x, key, fixed)
         if fixed is not None:
             if self._calibrating():
                 return x
-            return _fake_quant(x, fixed[0], fixed[1], bits)
+            kernel = tuple(fixed) in _KERNEL_RANGES
+            return _fake_quant_activation(x, *fixed, bits, kernel=kernel)
         index = self.model.point_index(key)
         if self.mode == "train":
             low, high = ops.min(x), ops.max(x)
@@ -107,11 +158,26 @@ class QuantizationScope(points.Scope):
                 ops.stop_gradient(low),
                 ops.stop_gradient(high),
             )
-        q = _fake_quant(x, self.ranges[index, 0], self.ranges[index, 1], bits)
+        q = _fake_quant_activation(
+            x, self.ranges[index, 0], self.ranges[index, 1], bits
+        )
         if self.mode == "export":
             return q
         # Before the first training batch the ranges are not known yet.
         return ops.where(self.ready, q, x)
+
+    def _trace_int16(self, x, key, fixed):
+        """Records the symmetric 16-bit range of `x` under its graph name
+        (the first point marking a tensor decides) and returns `x`."""
+        if fixed is not None and tuple(fixed) in _KERNEL_RANGES:
+            m = _INT16_KERNEL_MAX
+        else:
+            low, high = fixed if fixed is not None else self.table[key]
+            m = max(abs(low), abs(high), 1e-8)
+        name = getattr(x, "name", None)
+        if name:
+            self.model.traced_ranges.setdefault(name.split(":")[0], m)
+        return x
 
     def _discover(self, key, x, fixed, state):
         producer = self.produced.get(id(x))
@@ -170,7 +236,8 @@ class QuantizedModel(keras.Model, core.QuantizedSteps):
     with fake quantization (`keras.quantizers.fake_quant_with_min_max_vars`,
     straight-through gradients) at every quantization point of that graph:
     weights symmetric per output channel; activations per tensor,
-    asymmetric, with ranges tracked by a moving average of each batch's
+    asymmetric (symmetric with zero point 0 at 16 bits, for a 16x8 file),
+    with ranges tracked by a moving average of each batch's
     min/max during training and frozen at inference; each recurrent state
     (the convolution FIFO, the MinGRU `h`) with one range shared by its
     input and output. The output is the source model's: for a classifier
@@ -215,6 +282,8 @@ class QuantizedModel(keras.Model, core.QuantizedSteps):
         self.aliases = {}
         self.learned_points = None
         self._index = None
+        # {graph tensor name: m} of the last 16-bit export trace.
+        self.traced_ranges = {}
 
     def layer_config(self, layer_name):
         return self.layer_configs.get(layer_name, self._default)
@@ -229,12 +298,31 @@ class QuantizedModel(keras.Model, core.QuantizedSteps):
 
     def check_exportable(self, quantize):
         """Raises a ValueError if the learned ranges cannot make a
-        `quantize` file (not trained yet, or not 8-bit)."""
+        `quantize` file: not trained yet, or bit widths other than the
+        file's (`"int8"`: 8-bit weights and activations; `"int16x8"`:
+        8-bit weights, 16-bit activations)."""
+        bits = _FILE_BITS.get(quantize, (8, 8))
+        names = [INPUTS] + [layer.name for layer in self.source.layers]
+        for name in names:
+            config = self.layer_config(name)
+            if (config.weight_bits, config.activation_bits) != bits:
+                hint = (
+                    " (QuantizeConfig(activation_bits=16))"
+                    if quantize == "int16x8"
+                    else ""
+                )
+                raise ValueError(
+                    f"A quantize={quantize!r} file needs {bits[0]}-bit "
+                    f"weights and {bits[1]}-bit activations in every layer"
+                    f"{hint}. Received: layer {name!r} with weight_bits="
+                    f"{config.weight_bits}, activation_bits="
+                    f"{config.activation_bits}"
+                )
         if not self.built or not float(ops.convert_to_numpy(self.initialized)):
             raise ValueError(
                 "The quantization-aware model has no learned ranges yet: "
-                "train it (fit) before exporting it to int8. Received: model "
-                f"{self.name!r}"
+                f"train it (fit) before exporting it to {quantize}. "
+                f"Received: model {self.name!r}"
             )
         table = self.range_table()
         empty = {k: v for k, v in table.items() if not v[1] > v[0]}
@@ -244,14 +332,6 @@ class QuantizedModel(keras.Model, core.QuantizedSteps):
                 "or constant data?): the int8 file would be broken. "
                 f"Received: ranges {dict(list(empty.items())[:3])}"
             )
-        for name, config in self.layer_configs.items():
-            if (config.weight_bits, config.activation_bits) != (8, 8):
-                raise ValueError(
-                    "An int8 file needs 8-bit weights and activations. "
-                    f"Received: config[{name!r}] with weight_bits="
-                    f"{config.weight_bits}, activation_bits="
-                    f"{config.activation_bits}"
-                )
 
     def point_index(self, key):
         return self._index[key]
@@ -455,6 +535,8 @@ class QuantizedModel(keras.Model, core.QuantizedSteps):
 
 
 _DEFAULT = QuantizeConfig()
+# (weight bits, activation bits) of each file type.
+_FILE_BITS = {"int8": (8, 8), "int16x8": (8, 16)}
 
 
 def _resolve_config(model, config):
@@ -502,7 +584,9 @@ def quantize_model(model, config=None, calibration_data=None):
     graph with fake quantization at every point where the int8 TFLite
     file quantizes, and learns the activation ranges during `fit`.
     `keras_mgrade.export.export_tflite(qat_model, path, quantize="int8")`
-    then writes an int8 file from those ranges, without calibration data.
+    then writes an int8 file from those ranges, without calibration data
+    (`quantize="int16x8"` for a model with
+    `QuantizeConfig(activation_bits=16)`).
 
     Args:
         model: a built sequence `keras.Model` that `streaming_model`
