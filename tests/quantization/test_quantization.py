@@ -124,6 +124,33 @@ def test_scan_equals_step_graph(trained):
     )
 
 
+@pytest.mark.slow
+def test_batch_norm_trains_and_equals_its_step_graph():
+    """norm="batch" under QAT: the folded step graph trains (the moving
+    statistics stay frozen, gamma and beta learn through the folded
+    kernels) and the scan equals the quantized step graph looped."""
+    keras.utils.set_random_seed(7)
+    x, y = _data(n=32, timesteps=12)
+    model = _model(norm="batch", timesteps=12)
+    model(x, training=True)  # moving statistics off their start
+    block = model.get_layer("mgrade_0")
+    moving = keras.ops.convert_to_numpy(block.post_norm.moving_mean)
+    gamma = keras.ops.convert_to_numpy(block.post_norm.gamma)
+    qat, losses = _trained(model, x, y, 3)
+    assert losses[-1] < losses[0]
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(block.post_norm.moving_mean), moving
+    )
+    assert not np.array_equal(
+        keras.ops.convert_to_numpy(block.post_norm.gamma), gamma
+    )
+    step = streaming_model(qat, host_pooling=True, batch_size=len(x))
+    per_step, _ = stream(step, x)
+    np.testing.assert_allclose(
+        qat.predict(x, verbose=0), per_step.mean(axis=1), atol=1e-5
+    )
+
+
 def test_states_lie_on_their_grid(trained):
     qat, _, x = trained
     step = streaming_model(qat, host_pooling=True, batch_size=len(x))
