@@ -357,6 +357,12 @@ def _qat_four_bits():
     export(qat, "qat4.tflite", quantize="int8")
 
 
+def _batch_norm_over_time():
+    inputs = keras.Input((16, 3))
+    x = keras.layers.BatchNormalization(axis=1, name="bn_over_time")(inputs)
+    return keras.Model(inputs, MinGRU(2)(x))
+
+
 def _layer_norm_over_time():
     inputs = keras.Input((16, 3))
     x = keras.layers.LayerNormalization(axis=1, name="over_time")(inputs)
@@ -378,6 +384,16 @@ CASES = [
         "min_gru_last_step_of_empty_sequence",
         lambda: MinGRU(4)(np.zeros((2, 0, 3), "float32")),
         r"return_sequences=False.*inputs.shape=\(2, 0, 3\)",
+    ),
+    Case(
+        "mgrade_unknown_norm",
+        lambda: MGRADE(8, norm="group"),
+        r"\('layer', 'rms', 'batch', None\). Received: norm='group'",
+    ),
+    Case(
+        "classifier_unknown_norm",
+        lambda: mgrade_classifier(3, 2, units=8, norm="BatchNorm"),
+        r"'batch', None\). Received: norm='BatchNorm'",
     ),
     Case(
         "mgrade_norm_epsilon_negative",
@@ -541,6 +557,11 @@ CASES = [
         "streaming_model_norm_over_time",
         lambda: streaming_model(_layer_norm_over_time()),
         r"axis=\[1\] for layer 'over_time'",
+    ),
+    Case(
+        "streaming_model_batch_norm_over_time",
+        lambda: streaming_model(_batch_norm_over_time()),
+        r"axis=1 for layer 'bn_over_time'",
     ),
     Case(
         "streaming_model_batch_size",
