@@ -72,6 +72,7 @@ from keras_mgrade.export import export_tflite  # noqa: E402
 from keras_mgrade.export import stream_file  # noqa: E402
 from keras_mgrade.models import mgrade_classifier  # noqa: E402
 from keras_mgrade.models import mgrade_seq2seq  # noqa: E402
+from keras_mgrade.quantization import QuantizeConfig  # noqa: E402
 from keras_mgrade.quantization import quantize_model  # noqa: E402
 from keras_mgrade.quantization.model import QuantizationScope  # noqa: E402
 
@@ -170,6 +171,35 @@ def train_float(name, seed, size):
     return model, loss, metric, data
 
 
+def _on_chip(model, quantize, path, data, calibrate):
+    """Exports `model` to `quantize` (calibrated on training sequences if
+    `calibrate`), streams the test set on TFLite Micro; the metric and the
+    report's deviation from the Keras model in output steps."""
+    x_train, _, x_test, _ = data
+    report = export_tflite(
+        model,
+        path,
+        quantize=quantize,
+        representative_data=x_train[:CALIBRATION] if calibrate else None,
+        check_data=x_test[:4],
+        verbose=False,
+    )
+    return on_micro(path, report, x_test), report["max_deviation_output_lsb"]
+
+
+def _qat(model, weights, bits, loss, epochs, data):
+    """`model` (reset to `weights`) fine-tuned with `bits`-bit activation
+    QAT from calibrated ranges; the QAT model."""
+    x_train, y_train = data[0], data[1]
+    model.set_weights(weights)
+    config = QuantizeConfig(activation_bits=bits)
+    # Shares (and trains) model's weights; ranges start calibrated.
+    qat = quantize_model(model, config, calibration_data=x_train[:CALIBRATION])
+    qat.compile(adam(QAT_LR, epochs, len(x_train)), loss)
+    qat.fit(x_train, y_train, batch_size=BATCH, epochs=epochs, verbose=0)
+    return qat
+
+
 def run(name, seed, size, out):
     qat_epochs = EXPERIMENTS[name][3] if size == "full" else 1
     start = time.perf_counter()
@@ -179,18 +209,13 @@ def run(name, seed, size, out):
     row = {"experiment": name, "seed": seed, "qat_epochs": qat_epochs}
     row["float"] = metric(model.predict(x_test, verbose=0), y_test)
     row["float_seconds"] = time.perf_counter() - start
+    prefix = os.path.join(out, f"{name}_seed{seed}")
 
-    path = os.path.join(out, f"{name}_seed{seed}_ptq.tflite")
-    report = export_tflite(
-        model,
-        path,
-        quantize="int8",
-        representative_data=x_train[:CALIBRATION],
-        check_data=x_test[:4],
-        verbose=False,
-    )
-    row["ptq"] = metric(on_micro(path, report, x_test), y_test)
-    row["ptq_lsb"] = report["max_deviation_output_lsb"]
+    for key, quantize in (("ptq", "int8"), ("ptq16", "int16x8")):
+        y, row[f"{key}_lsb"] = _on_chip(
+            model, quantize, f"{prefix}_{key}.tflite", data, True
+        )
+        row[key] = metric(y, y_test)
 
     weights = model.get_weights()
     control = keras.models.clone_model(model)
@@ -201,19 +226,16 @@ def run(name, seed, size, out):
     )
     row["control"] = metric(control.predict(x_test, verbose=0), y_test)
 
-    start = time.perf_counter()
-    # Shares (and now trains) model's weights; ranges start calibrated.
-    qat = quantize_model(model, calibration_data=x_train[:CALIBRATION])
-    qat.compile(adam(QAT_LR, qat_epochs, n), loss)
-    qat.fit(x_train, y_train, batch_size=BATCH, epochs=qat_epochs, verbose=0)
-    row["qat_seconds"] = time.perf_counter() - start
-    row["qat_keras"] = metric(qat.predict(x_test, verbose=0), y_test)
-    path = os.path.join(out, f"{name}_seed{seed}_qat.tflite")
-    report = export_tflite(
-        qat, path, quantize="int8", check_data=x_test[:4], verbose=False
-    )
-    row["qat"] = metric(on_micro(path, report, x_test), y_test)
-    row["qat_lsb"] = report["max_deviation_output_lsb"]
+    for key, bits, quantize in (("qat", 8, "int8"), ("qat16", 16, "int16x8")):
+        start = time.perf_counter()
+        qat = _qat(model, weights, bits, loss, qat_epochs, data)
+        row[f"{key}_seconds"] = time.perf_counter() - start
+        row[f"{key}_keras"] = metric(qat.predict(x_test, verbose=0), y_test)
+        y, row[f"{key}_lsb"] = _on_chip(
+            qat, quantize, f"{prefix}_{key}.tflite", data, False
+        )
+        row[key] = metric(y, y_test)
+    model.set_weights(weights)
     return row
 
 
@@ -293,23 +315,24 @@ def table(name, rows):
     unit = "NRMSE" if regression else "accuracy (%)"
     fmt = "{:.4f}" if regression else "{:.2f}"
     gap_unit = "% rel." if regression else "pp"
-    columns = ("float", "control", "ptq", "qat_keras", "qat")
+    columns = ("float", "control", "ptq", "qat", "ptq16", "qat16")
+    quantized = ("ptq", "qat", "ptq16", "qat16")
     lines = [
         f"{name}: {task}, {units} units, 1 block, norm={norm}, "
-        f"{rows[0]['qat_epochs']} QAT epochs; {unit}",
+        f"{rows[0]['qat_epochs']} QAT epochs; {unit}; gaps vs float32 in "
+        f"{gap_unit}",
         "",
-        "| seed | float32 Keras | float32 + same epochs | PTQ int8 TFLM | "
-        f"QAT Keras | QAT int8 TFLM | PTQ vs float ({gap_unit}) | QAT vs "
-        f"float ({gap_unit}) | file vs Keras, LSB (PTQ / QAT) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| seed | float32 Keras | float32 + same epochs | PTQ int8 | QAT "
+        "int8 | PTQ 16x8 | QAT 16x8 | gap PTQ int8 | gap QAT int8 | gap PTQ "
+        "16x8 | gap QAT 16x8 | QAT int8 Keras | file vs Keras, LSB (PTQ / "
+        "QAT int8) |",
+        "|---|" + "---:|" * 12,
     ]
     for r in rows:
         cells = [fmt.format(r[c]) for c in columns]
-        cells += [
-            f"{gap(r['ptq'], r['float'], task):+.1f}",
-            f"{gap(r['qat'], r['float'], task):+.1f}",
-            f"{r['ptq_lsb']:g} / {r['qat_lsb']:g}",
-        ]
+        cells += [f"{gap(r[c], r['float'], task):+.2f}" for c in quantized]
+        cells.append(fmt.format(r["qat_keras"]))
+        cells.append(f"{r['ptq_lsb']:g} / {r['qat_lsb']:g}")
         lines.append(f"| {r['seed']} | " + " | ".join(cells) + " |")
 
     def mean_std(values):
@@ -317,9 +340,10 @@ def table(name, rows):
         return f"{fmt.format(values.mean())} ± {fmt.format(values.std())}"
 
     cells = [mean_std([r[c] for r in rows]) for c in columns]
-    for c in ("ptq", "qat"):
+    for c in quantized:
         g = [gap(r[c], r["float"], task) for r in rows]
-        cells.append(f"{np.mean(g):+.1f} ± {np.std(g):.1f}")
+        cells.append(f"{np.mean(g):+.2f} ± {np.std(g):.2f}")
+    cells.append(mean_std([r["qat_keras"] for r in rows]))
     cells.append("")
     lines.append("| mean ± std | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -350,7 +374,7 @@ def main(argv=None):
         "--experiments",
         nargs="+",
         choices=sorted(EXPERIMENTS),
-        default=["lorenz16", "lorenz", "digits"],
+        default=["digits", "pdigits4", "lorenz16", "lorenz"],
     )
     parser.add_argument("--fast", action="store_true", help="smoke size")
     parser.add_argument("--out", default=os.path.join("out", "qat"))
@@ -383,7 +407,8 @@ def main(argv=None):
             row = run(name, seed, size, args.out)
             print(
                 f"{name} seed {seed}: float {row['float']:.4g}, PTQ "
-                f"{row['ptq']:.4g}, QAT {row['qat']:.4g} (control "
+                f"{row['ptq']:.4g}, QAT {row['qat']:.4g}, PTQ 16x8 "
+                f"{row['ptq16']:.4g}, QAT 16x8 {row['qat16']:.4g} (control "
                 f"{row['control']:.4g}; float {row['float_seconds']:.0f} s, "
                 f"QAT {row['qat_seconds']:.0f} s)",
                 flush=True,
