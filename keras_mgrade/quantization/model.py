@@ -170,18 +170,24 @@ class QuantizationScope(points.Scope):
         return q
 
     def requantized(self, owner, name, x, inputs, count=1):
-        """`activation`, rounded as TFLite Micro's int8 MUL (`count=1`,
-        two inputs) or MEAN (of `inputs[0]` over `count` values) rounds.
+        """`activation`, rounded as TFLite Micro's int8 kernels round it:
+        a product of the two `inputs` (MUL, FULLY_CONNECTED,
+        DEPTHWISE_CONV_2D: the second input is the weight, its scale per
+        output channel), a MEAN of `inputs[0]` over `count` values, or
+        (one input, `count=1`) a QUANTIZE onto this point's grid.
 
-        The kernels requantize with `MultiplyByQuantizedMultiplier`: for a
-        real multiplier `M = m 2**-r` (`m` in `[0.5, 1)`, `r > 0`) they
-        round `value * 2**r` to an integer first, then divide by `2**r`
+        The kernels requantize their int32 accumulator (the bias rounded
+        to its grid) with `MultiplyByQuantizedMultiplier`: for a real
+        multiplier `M = m 2**-r` (`m` in `[0.5, 1)`, `r > 0`) they round
+        `value * 2**r` to an integer first, then divide by `2**r`,
         rounding halves away from zero. A MEAN folds `1/count` into its
         multiplier (`r` from the scale ratio and `log2(count)`). The
         float fake quantization rounds once; this rounds twice, with a
-        straight-through gradient. When the step graph is traced for the
-        converter the plain fake quantization is kept (the converter
-        reads its range; the file's kernel rounds)."""
+        straight-through gradient (that of the fake quantization). When
+        the step graph is traced for the converter the plain fake
+        quantization is kept (the converter reads its range; the file's
+        kernel rounds). An input that no point returned in this run
+        leaves the plain fake quantization."""
         if self.exports and _tracing():
             # The converter reads the plain fake quantization's range; a
             # move of one tensor onto another grid (a QUANTIZE) it
