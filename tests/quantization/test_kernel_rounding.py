@@ -84,7 +84,18 @@ def _trained_norm(kind):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["layer", "rms"])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "layer",
+        pytest.param(
+            "rms",
+            marks=pytest.mark.skipif(
+                BACKEND != "tensorflow", reason="the same code on every backend"
+            ),
+        ),
+    ],
+)
 def test_norm_file_equals_qat_model(kind, tmp_path):
     qat, x = _trained_norm(kind)
     lsb = _deviation_lsb(qat, str(tmp_path / "norm.tflite"), x)
