@@ -517,7 +517,9 @@ class DCLSConv1D(StreamingLayer):
         if self.use_bias:
             y = y + ops.cast(self.bias, y.dtype)
         y = ops.reshape(y, (-1, c))
-        return points.activation(self, "output", y), new_states
+        # DEPTHWISE_CONV_2D requantizes like MUL (per channel).
+        y = points.requantized(self, "output", y, (window, kernel))
+        return y, new_states
 
     def _step_kernel(self, residual):
         """The depthwise kernel `(1, max_delay, channels, 1)`, oldest

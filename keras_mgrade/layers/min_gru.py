@@ -35,11 +35,14 @@ def _step_candidate(owner, x):
     requantized to the candidate's grid) and MAXIMUM, with no second
     FULLY_CONNECTED for a fused RELU. The shifted input shares the
     candidate's quantization point (MAXIMUM reads both inputs on its own
-    output grid); below it the maximum is the sigmoid anyway."""
+    output grid); below it the maximum is the sigmoid anyway. The
+    sigmoid's move to that grid is an int8 QUANTIZE, which rounds as a
+    requantization does (`points.requantized`)."""
     shifted = points.activation(owner, "g", x + 0.5)
     sig = points.activation(
         owner, "g_sigmoid", ops.sigmoid(x), points.SIGMOID_RANGE
     )
+    sig = points.requantized(owner, "g", sig, (sig,))
     return points.activation(owner, "g", ops.maximum(shifted, sig))
 
 
@@ -312,20 +315,30 @@ class MinGRUCell(keras.layers.Layer):
         # (two FULLY_CONNECTED ops in the int8 file), so each gets its own
         # scale: the gate's only needs the logistic's input range, the
         # candidate's can be several times wider.
-        kernel = points.weight(self, "kernel", lambda: self.kernel, axis=-1)
-        pre_z = ops.matmul(inputs, kernel[:, : self.units])
-        pre_h = ops.matmul(inputs, kernel[:, self.units :])
+        # (Quantized per output channel, the two halves are the kernels
+        # of the two FULLY_CONNECTED ops.)
+        units = self.units
+        kernel_z = points.weight(
+            self, "kernel", lambda: self.kernel[:, :units], axis=-1
+        )
+        kernel_h = points.weight(
+            self, "kernel", lambda: self.kernel[:, units:], axis=-1
+        )
+        pre_z = ops.matmul(inputs, kernel_z)
+        pre_h = ops.matmul(inputs, kernel_h)
         if self.use_bias:
-            pre_z = pre_z + self.bias[: self.units]
-            pre_h = pre_h + self.bias[self.units :]
-        pre_z = points.activation(self, "pre_z", ops.cast(pre_z, "float32"))
-        pre_h = points.activation(self, "pre_h", ops.cast(pre_h, "float32"))
+            pre_z = pre_z + self.bias[:units]
+            pre_h = pre_h + self.bias[units:]
+        pre_z = ops.cast(pre_z, "float32")
+        pre_h = ops.cast(pre_h, "float32")
+        pre_z = points.requantized(self, "pre_z", pre_z, (inputs, kernel_z))
+        pre_h = points.requantized(self, "pre_h", pre_h, (inputs, kernel_h))
         h_prev = points.state(self, "h", ops.cast(h_prev, "float32"))
         z = ops.sigmoid(pre_z)
         z = points.activation(self, "z", z, fixed=points.SIGMOID_RANGE)
         g = _step_candidate(self, pre_h)
         diff = points.activation(self, "diff", g - h_prev)
-        update = points.activation(self, "update", z * diff)
+        update = points.requantized(self, "update", z * diff, (z, diff))
         h = points.state(self, "h", h_prev + update)
         return ops.cast(h, self.compute_dtype), [ops.cast(h, state_dtype)]
 

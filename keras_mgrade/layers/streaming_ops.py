@@ -16,14 +16,28 @@ from keras_mgrade.core.registry import register_streaming
 from keras_mgrade.core.registry import size
 
 # Activations with an exact TFLite Micro int8 lowering, written as
-# `fn(x, q)`: `q(name, tensor, fixed=None)` marks each tensor the int8 graph
-# stores (a quantization point; the identity for float streaming).
+# `fn(x, q)`: `q(name, tensor, fixed=None, inputs=None)` marks each tensor
+# the int8 graph stores (a quantization point; the identity for float
+# streaming); `inputs` names the two factors of a tensor an int8 MUL
+# computes (see `points.requantized`).
 _SIG = points.SIGMOID_RANGE
 
 
 def _hard_swish(x, q):
     shifted = q("shift", x + 3.0)
-    return q("output", q("product", x * q("relu6", ops.relu6(shifted))) / 6.0)
+    relu6 = q("relu6", ops.relu6(shifted))
+    return q("output", q("product", x * relu6, inputs=(x, relu6)) / 6.0)
+
+
+def _swish(x, q):
+    sig = q("sigmoid", ops.sigmoid(x), _SIG)
+    return q("output", x * sig, inputs=(x, sig))
+
+
+def _sigmoid_gelu(x, q):
+    # x * sigmoid(1.702 x), as keras_mgrade.activations.
+    sig = q("sigmoid", ops.sigmoid(q("scaled", 1.702 * x)), _SIG)
+    return q("output", x * sig, inputs=(x, sig))
 
 
 _STEP_ACTIVATIONS = {
@@ -33,15 +47,11 @@ _STEP_ACTIVATIONS = {
     "sigmoid": lambda x, q: q("output", ops.sigmoid(x), _SIG),
     "tanh": lambda x, q: q("output", ops.tanh(x), points.TANH_RANGE),
     "softmax": lambda x, q: q("output", ops.softmax(x, axis=-1), _SIG),
-    "silu": lambda x, q: q("output", x * q("sigmoid", ops.sigmoid(x), _SIG)),
-    "swish": lambda x, q: q("output", x * q("sigmoid", ops.sigmoid(x), _SIG)),
+    "silu": _swish,
+    "swish": _swish,
     "hard_silu": _hard_swish,
     "hard_swish": _hard_swish,
-    # sigmoid_gelu: x * sigmoid(1.702 x), as keras_mgrade.activations.
-    "sigmoid_gelu": lambda x, q: q(
-        "output",
-        x * q("sigmoid", ops.sigmoid(q("scaled", 1.702 * x)), _SIG),
-    ),
+    "sigmoid_gelu": _sigmoid_gelu,
     "leaky_relu": lambda x, q: q("output", ops.leaky_relu(x)),
 }
 
@@ -80,8 +90,11 @@ def step_activation(activation, where="activation", owner=None):
             f"{hint}"
         )
 
-    def q(name, x, fixed=None):
-        return points.activation(owner, f"{where}.{name}", x, fixed=fixed)
+    def q(name, x, fixed=None, inputs=None):
+        name = f"{where}.{name}"
+        if inputs is not None:
+            return points.requantized(owner, name, x, inputs)
+        return points.activation(owner, name, x, fixed=fixed)
 
     return lambda x: fn(x, q)
 
@@ -103,32 +116,40 @@ def layer_norm(x, layer):
         The normalised tensor, in the dtype of `x`.
     """
     dtype = x.dtype
+    source = x  # the tensor an earlier quantization point returned
     x = ops.cast(x, "float32")
+    n = int(x.shape[-1])
 
     def q(name, value):
         return points.activation(layer, name, value)
 
+    def mul(name, a, b, inputs=None):  # an int8 MUL of points a and b
+        inputs = (a, b) if inputs is None else inputs
+        return points.requantized(layer, name, a * b, inputs)
+
+    def mean(name, value, inputs):
+        value = ops.mean(value, axis=-1, keepdims=True)
+        return points.requantized(layer, name, value, inputs, count=n)
+
     def w(name):
         value = getattr(layer, name)
-        return points.weight(layer, name, lambda: ops.cast(value, "float32"))
+        return points.operand(layer, name, lambda: ops.cast(value, "float32"))
 
     if isinstance(layer, keras.layers.RMSNormalization):
-        mean_square = q(
-            "mean_square",
-            ops.mean(q("square", x * x), axis=-1, keepdims=True),
-        )
+        square = mul("square", x, x, (source, source))
+        mean_square = mean("mean_square", square, (square,))
         inv = q("rsqrt", _inverse_root(mean_square, layer))
-        y = q("normalized", x * inv)
-        y = q("output", y * w("scale"))
+        y = mul("normalized", x, inv, (source, inv))
+        y = mul("output", y, w("scale"))
         return ops.cast(y, dtype)
-    mean = q("mean", ops.mean(x, axis=-1, keepdims=True))
-    centered = q("centered", x - mean)
-    square = q("square", centered * centered)
-    variance = q("variance", ops.mean(square, axis=-1, keepdims=True))
+    mu = mean("mean", x, (source,))
+    centered = q("centered", x - mu)
+    square = mul("square", centered, centered)
+    variance = mean("variance", square, (square,))
     inv = q("rsqrt", _inverse_root(variance, layer))
-    y = q("normalized", centered * inv)
+    y = mul("normalized", centered, inv)
     if layer.scale:
-        y = q("scaled", y * w("gamma"))
+        y = mul("scaled", y, w("gamma"))
     if layer.center:
         y = q("output", y + w("beta"))
     return ops.cast(y, dtype)
@@ -202,7 +223,8 @@ def dense(
             return ops.cast(bias * output_scale, y.dtype)
 
         y = y + points.folded(bias_fn)
-    y = points.activation(layer, "linear", y)
+    # FULLY_CONNECTED requantizes like MUL (per output channel).
+    y = points.requantized(layer, "linear", y, (x, kernel))
     fn = step_activation(
         layer.activation, f"{layer.name}.activation", owner=layer
     )

@@ -74,6 +74,54 @@ def _quantize_weight(w, axis, bits):
     return ops.moveaxis(q, -1, axis)
 
 
+def _quantize_operand(w, bits):
+    # Per tensor over [min(w, 0), max(w, 0)]: the grid the converter gives
+    # a constant operand of an elementwise MUL or ADD. The fake-quantized
+    # values span the nudged range exactly, so the converter, which
+    # measures the constant's own min and max, finds the same grid.
+    w = ops.convert_to_tensor(w, "float32")
+    low = ops.stop_gradient(ops.minimum(ops.min(w), 0.0))
+    high = ops.stop_gradient(ops.maximum(ops.max(w), 0.0))
+    high = ops.maximum(high, low + 1e-8)
+    return _fake_quant(w, low, high, bits)
+
+
+def _weight_scale(w, axis, bits):
+    """The scale of symmetric quantized weights `w`: per tensor, or per
+    channel along `axis` (a vector, for the last axis of a product)."""
+    levels = float((1 << (bits - 1)) - 1)
+    w = ops.stop_gradient(w)
+    if axis is None:
+        return ops.maximum(ops.max(ops.abs(w)), 1e-8) / levels
+    w = ops.moveaxis(w, axis, -1)
+    m = ops.max(ops.abs(ops.reshape(w, (-1, w.shape[-1]))), axis=0)
+    return ops.maximum(m, 1e-8) / levels
+
+
+def _grid(low, high, bits):
+    """`(scale, nudged low, nudged high)` of a fake-quant range, as
+    `keras.quantizers.fake_quant_with_min_max_vars` nudges it."""
+    levels = float((1 << bits) - 1)
+    low = ops.convert_to_tensor(low, "float32")
+    high = ops.convert_to_tensor(high, "float32")
+    scale = (high - low) / levels
+    zero = ops.round(ops.clip(-low / scale, 0.0, levels))
+    return scale, -zero * scale, (levels - zero) * scale
+
+
+def _round_half_away(x):
+    return ops.sign(x) * ops.floor(ops.abs(x) + 0.5)
+
+
+def _tracing():
+    """Whether a TensorFlow graph is being traced (for the converter)."""
+    if keras.backend.backend() != "tensorflow":
+        return False
+    import tensorflow as tf
+
+    return not tf.executing_eagerly()
+
+
 def _scan(body, init, xs, y_shape):
     """`ops.scan(body, init, xs)`; on TensorFlow, where `ops.scan` needs
     the per-step output to match the carry, through `tf.scan`."""
@@ -115,6 +163,9 @@ class QuantizationScope(points.Scope):
         self.observed = {}
         if mode == "export" and keras.backend.backend() == "tensorflow":
             self.table = _eager_range_table(model)
+        # id(tensor) -> (tensor, low, high): the grid of each tensor a
+        # point returned in this run (read by `requantized`).
+        self.grids = {}
         if mode != "discover":
             # Copies: the ranges are updated in place after the scan.
             self.ranges = ops.copy(ops.convert_to_tensor(model.ranges))
@@ -144,7 +195,8 @@ class QuantizationScope(points.Scope):
             if self._calibrating():
                 return x
             kernel = tuple(fixed) in _KERNEL_RANGES
-            return _fake_quant_activation(x, *fixed, bits, kernel=kernel)
+            q = _fake_quant_activation(x, *fixed, bits, kernel=kernel)
+            return self._remember(q, *_grid(fixed[0], fixed[1], bits))
         index = self.model.point_index(key)
         if self.mode == "train":
             low, high = ops.min(x), ops.max(x)
@@ -158,13 +210,74 @@ class QuantizationScope(points.Scope):
                 ops.stop_gradient(low),
                 ops.stop_gradient(high),
             )
-        q = _fake_quant_activation(
-            x, self.ranges[index, 0], self.ranges[index, 1], bits
-        )
-        if self.mode == "export":
+        low, high = self.ranges[index, 0], self.ranges[index, 1]
+        q = _fake_quant_activation(x, low, high, bits)
+        if self.mode != "export":
+            # Before the first training batch the ranges are not known yet.
+            q = ops.where(self.ready, q, x)
+        return self._remember(q, *_grid(low, high, bits))
+
+    def _remember(self, q, scale, low=None, high=None):
+        """Keeps the grid of tensor `q`: its scale (per tensor, or per
+        channel along the last axis) and, for an activation, its nudged
+        range."""
+        self.grids[id(q)] = (q, scale, low, high)
+        return q
+
+    def requantized(self, owner, name, x, inputs, count=1):
+        """`activation`, rounded as TFLite Micro's int8 kernels round it:
+        a product of the two `inputs` (MUL, FULLY_CONNECTED,
+        DEPTHWISE_CONV_2D: the second input is the weight, its scale per
+        output channel), a MEAN of `inputs[0]` over `count` values, or
+        (one input, `count=1`) a QUANTIZE onto this point's grid.
+
+        The kernels requantize their int32 accumulator (the bias rounded
+        to its grid) with `MultiplyByQuantizedMultiplier`: for a real
+        multiplier `M = m 2**-r` (`m` in `[0.5, 1)`, `r > 0`) they round
+        `value * 2**r` to an integer first, then divide by `2**r`,
+        rounding halves away from zero. A MEAN folds `1/count` into its
+        multiplier (`r` from the scale ratio and `log2(count)`). The
+        float fake quantization rounds once; this rounds twice, with a
+        straight-through gradient (that of the fake quantization). When
+        the step graph is traced for the converter the plain fake
+        quantization is kept (the converter reads its range; the file's
+        kernel rounds). An input that no point returned in this run
+        leaves the plain fake quantization."""
+        if self.exports and _tracing():
+            # The converter reads the plain fake quantization's range; a
+            # move of one tensor onto another grid (a QUANTIZE) it
+            # inserts itself where an operator needs it.
+            if len(inputs) == 1 and count == 1:
+                return x
+            return self.activation(owner, name, x)
+        q = self.activation(owner, name, x)
+        config = self._config()
+        if self.mode == "discover" or config.skip:
             return q
-        # Before the first training batch the ranges are not known yet.
-        return ops.where(self.ready, q, x)
+        grids = [self.grids.get(id(t)) for t in (q, *inputs)]
+        if any(g is None for g in grids) or config.activation_bits != 8:
+            return q
+        _, scale, low, high = grids[0]
+        unit = 1.0  # the scale of the kernel's int32 accumulator
+        for g in grids[1:]:
+            unit = unit * g[1]
+        unit = ops.stop_gradient(unit)
+        exponent = ops.floor(ops.log2(unit / scale)) + 1.0  # frexp's
+        if count > 1:
+            shift = min(int(count).bit_length() - 1, 32)
+            right = ops.maximum(shift - exponent, 0.0)
+            unit = unit / float(count)
+        else:
+            right = ops.maximum(-exponent, 0.0)
+        # The accumulator (a bias rounded to its grid, as the file
+        # stores it), then the two roundings of the requantization.
+        acc = _round_half_away(ops.stop_gradient(ops.cast(x, "float32")) / unit)
+        step = ops.power(2.0, right)
+        first = _round_half_away(acc * ops.stop_gradient(unit / scale * step))
+        coarse = _round_half_away(first / step)
+        exact = ops.clip(coarse * scale, low, high)
+        out = q + ops.stop_gradient(ops.where(q == x, 0.0, exact - q))
+        return self._remember(out, scale, low, high)
 
     def _trace_int16(self, x, key, fixed):
         """Records the symmetric 16-bit range of `x` under its graph name
@@ -205,8 +318,24 @@ class QuantizationScope(points.Scope):
         if self.mode == "export":
             # Evaluated eagerly: the converter receives the quantized
             # weights as constants and quantizes them to the same grid.
-            return points.constant(lambda: _quantize_weight(fn(), axis, bits))
-        return _quantize_weight(fn(), axis, bits)
+            q = points.constant(lambda: _quantize_weight(fn(), axis, bits))
+        else:
+            q = _quantize_weight(fn(), axis, bits)
+        return self._remember(q, _weight_scale(q, axis, bits))
+
+    def operand(self, owner, name, fn):
+        config = self._config()
+        if config.skip or self.mode == "discover" or self._calibrating():
+            return fn()
+        bits = config.weight_bits
+        if self.mode == "export":
+            q = points.constant(lambda: _quantize_operand(fn(), bits))
+        else:
+            q = _quantize_operand(fn(), bits)
+        # The quantized values span the nudged range: its grid.
+        low = ops.stop_gradient(ops.minimum(ops.min(q), 0.0))
+        high = ops.stop_gradient(ops.maximum(ops.max(q), low + 1e-8))
+        return self._remember(q, (high - low) / float((1 << bits) - 1))
 
     def _calibrating(self):
         # `QuantizedModel.calibrate` observes the float model, as the
