@@ -699,8 +699,7 @@ def _resolve_config(model, config):
 def _check_batch_size(value):
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(
-            "batch_size must be a positive int. Received: "
-            f"batch_size={value!r}"
+            f"batch_size must be a positive int. Received: batch_size={value!r}"
         )
     return value
 
