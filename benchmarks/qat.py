@@ -1,15 +1,18 @@
-"""QAT vs post-training int8 quantization (PTQ), both on TFLite Micro.
+"""QAT vs post-training quantization (PTQ), int8 and 16x8, on TFLite Micro.
 
 For each experiment and seed:
 
 1. train a float32 mGRADE model (Adam, cosine decay) and score it in Keras;
-2. PTQ: export it to full-integer int8 with `export_tflite(...,
-   representative_data=x_train[:64])`, stream the test set through the
-   TFLite Micro interpreter one sample per invoke, and score the outputs;
-3. QAT: fine-tune the same float model with `quantize_model` (30 epochs
-   on Lorenz, 3 on digits; fake quantization of the int8 step graph,
-   ranges learned during `fit`), export it without calibration data,
-   stream the test set through TFLite Micro and score it;
+2. PTQ: export it to int8 and to 16x8 (int16 activations, int8 weights)
+   with `export_tflite(..., representative_data=x_train[:64])`, stream
+   the test set through the TFLite Micro interpreter one sample per
+   invoke, and score the outputs;
+3. QAT: fine-tune the float model with `quantize_model(model, config,
+   calibration_data=x_train[:64])` (ranges start calibrated; 30 epochs on
+   Lorenz, 3 on the digits tasks; 8-bit activations for the int8 file,
+   `QuantizeConfig(activation_bits=16)` for the 16x8 file, each from the
+   float weights), export it without calibration data, stream the test
+   set through TFLite Micro and score it;
 4. a control: the float model fine-tuned in float for the same epochs
    with the same schedule, so that what QAT gains from the extra
    training alone is visible.
@@ -17,40 +20,37 @@ For each experiment and seed:
 Experiments (small models, one MGRADE block, 4 learnable delays in a
 16-step window):
 
-- `lorenz16`: the partially observed Lorenz-63 system
-  (`keras_mgrade.datasets.lorenz`, `dt = 0.01`): observe `x`, reconstruct
-  `y` and `z` at every step; `mgrade_seq2seq`, 16 units, no normalisation
-  (`norm=None`), 120 float epochs; metric NRMSE = RMSE / std of the
-  targets, averaged over `y` and `z` (lower is better; predicting the mean
-  scores 1.0).
-- `lorenz`: the same with 32 units.
-- `lorenz_ln` (not run by default): 32 units with the builders' default
-  `norm="layer"`.
 - `digits`: scikit-learn's 8x8 digits read one pixel per step (64 steps,
   `keras_mgrade.datasets.digits`), `mgrade_classifier`, 16 units,
   `norm="layer"`, mean of the per-step logits (computed by the host from
-  the int8 file's per-step outputs); metric: test accuracy (%).
+  the file's per-step outputs); metric: test accuracy (%).
+- `pdigits4`: the same images with the pixels in a fixed random order,
+  each held for 4 steps (`digits(permuted=True, upsample=4)`, 256 steps):
+  longer sequences and smaller class margins, where PTQ int8 loses
+  more than a point.
+- `lorenz16`: the partially observed Lorenz-63 system
+  (`keras_mgrade.datasets.lorenz`, `dt = 0.01`) of `paper_tables`: observe
+  `x`, reconstruct `y` and `z` at every step; `mgrade_seq2seq`, 16 units,
+  no normalisation (`norm=None`), 120 float epochs; metric NRMSE = RMSE /
+  std of the targets, averaged over `y` and `z` (lower is better;
+  predicting the mean scores 1.0).
+- `lorenz`: the same with 32 units.
+- `lorenz_ln` (not run by default): 32 units with the builders' default
+  `norm="layer"`.
 
 The report's `max_deviation_output_lsb` columns are the largest
 difference between the file on TFLite Micro and the Keras model it was
 exported from (float step model for PTQ, fake-quantized step model for
-QAT), over 4 test sequences, in steps of the int8 output.
+QAT), over 4 test sequences, in steps of the file's output.
 
-    KERAS_BACKEND=tensorflow nice -n 5 python benchmarks/qat.py \\
-        [--seeds 0 1 2] [--experiments lorenz16 lorenz digits] [--fast] \\
-        [--out out/qat] [--ablation]
+    KERAS_BACKEND=jax nice -n 5 python benchmarks/qat.py \\
+        [--seeds 0 1 2] [--experiments digits pdigits4 lorenz16 lorenz] \\
+        [--fast] [--out out/qat] [--ablation]
 
 `--ablation` prints instead, per experiment and seed, the fake-quantized
 Keras model's metric with only the weights quantized and with one
 activation point at a time left in float (which tensors cost accuracy).
-
-Measured (2-core CPU, partly shared with other jobs, 3 seeds, 48 minutes;
-see `benchmarks/RESULTS.md`): PTQ int8 raises the Lorenz NRMSE over
-float32 by 40.5 ± 4.8 % (16 units) and 52.3 ± 5.9 % (32 units), QAT int8
-by 23.4 ± 4.4 % and 27.1 ± 0.9 %: QAT recovers about half of the loss,
-not all of it (the float control gains 2-4 %). On `digits` neither
-loses measurably (PTQ -0.1 ± 0.3 pp, QAT -1.0 ± 0.9 pp). `--fast` (tiny
-models, a smoke run) takes about 3 minutes.
+Measured results: `benchmarks/RESULTS.md`, section qat.
 """
 
 import argparse
