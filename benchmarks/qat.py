@@ -1,15 +1,18 @@
-"""QAT vs post-training int8 quantization (PTQ), both on TFLite Micro.
+"""QAT vs post-training quantization (PTQ), int8 and 16x8, on TFLite Micro.
 
 For each experiment and seed:
 
 1. train a float32 mGRADE model (Adam, cosine decay) and score it in Keras;
-2. PTQ: export it to full-integer int8 with `export_tflite(...,
-   representative_data=x_train[:64])`, stream the test set through the
-   TFLite Micro interpreter one sample per invoke, and score the outputs;
-3. QAT: fine-tune the same float model with `quantize_model` (30 epochs
-   on Lorenz, 3 on digits; fake quantization of the int8 step graph,
-   ranges learned during `fit`), export it without calibration data,
-   stream the test set through TFLite Micro and score it;
+2. PTQ: export it to int8 and to 16x8 (int16 activations, int8 weights)
+   with `export_tflite(..., representative_data=x_train[:64])`, stream
+   the test set through the TFLite Micro interpreter one sample per
+   invoke, and score the outputs;
+3. QAT: fine-tune the float model with `quantize_model(model, config,
+   calibration_data=x_train[:64])` (ranges start calibrated; 30 epochs on
+   Lorenz, 3 on the digits tasks; 8-bit activations for the int8 file,
+   `QuantizeConfig(activation_bits=16)` for the 16x8 file, each from the
+   float weights), export it without calibration data, stream the test
+   set through TFLite Micro and score it;
 4. a control: the float model fine-tuned in float for the same epochs
    with the same schedule, so that what QAT gains from the extra
    training alone is visible.
@@ -17,40 +20,37 @@ For each experiment and seed:
 Experiments (small models, one MGRADE block, 4 learnable delays in a
 16-step window):
 
-- `lorenz16`: the partially observed Lorenz-63 system
-  (`keras_mgrade.datasets.lorenz`, `dt = 0.01`): observe `x`, reconstruct
-  `y` and `z` at every step; `mgrade_seq2seq`, 16 units, no normalisation
-  (`norm=None`), 120 float epochs; metric NRMSE = RMSE / std of the
-  targets, averaged over `y` and `z` (lower is better; predicting the mean
-  scores 1.0).
-- `lorenz`: the same with 32 units.
-- `lorenz_ln` (not run by default): 32 units with the builders' default
-  `norm="layer"`.
 - `digits`: scikit-learn's 8x8 digits read one pixel per step (64 steps,
   `keras_mgrade.datasets.digits`), `mgrade_classifier`, 16 units,
   `norm="layer"`, mean of the per-step logits (computed by the host from
-  the int8 file's per-step outputs); metric: test accuracy (%).
+  the file's per-step outputs); metric: test accuracy (%).
+- `pdigits4`: the same images with the pixels in a fixed random order,
+  each held for 4 steps (`digits(permuted=True, upsample=4)`, 256 steps):
+  longer sequences and smaller class margins, where PTQ int8 loses
+  more than a point.
+- `lorenz16`: the partially observed Lorenz-63 system
+  (`keras_mgrade.datasets.lorenz`, `dt = 0.01`) of `paper_tables`: observe
+  `x`, reconstruct `y` and `z` at every step; `mgrade_seq2seq`, 16 units,
+  no normalisation (`norm=None`), 120 float epochs; metric NRMSE = RMSE /
+  std of the targets, averaged over `y` and `z` (lower is better;
+  predicting the mean scores 1.0).
+- `lorenz`: the same with 32 units.
+- `lorenz_ln` (not run by default): 32 units with the builders' default
+  `norm="layer"`.
 
 The report's `max_deviation_output_lsb` columns are the largest
 difference between the file on TFLite Micro and the Keras model it was
 exported from (float step model for PTQ, fake-quantized step model for
-QAT), over 4 test sequences, in steps of the int8 output.
+QAT), over 4 test sequences, in steps of the file's output.
 
-    KERAS_BACKEND=tensorflow nice -n 5 python benchmarks/qat.py \\
-        [--seeds 0 1 2] [--experiments lorenz16 lorenz digits] [--fast] \\
-        [--out out/qat] [--ablation]
+    KERAS_BACKEND=jax nice -n 5 python benchmarks/qat.py \\
+        [--seeds 0 1 2] [--experiments digits pdigits4 lorenz16 lorenz] \\
+        [--fast] [--out out/qat] [--ablation]
 
 `--ablation` prints instead, per experiment and seed, the fake-quantized
 Keras model's metric with only the weights quantized and with one
 activation point at a time left in float (which tensors cost accuracy).
-
-Measured (2-core CPU, partly shared with other jobs, 3 seeds, 48 minutes;
-see `benchmarks/RESULTS.md`): PTQ int8 raises the Lorenz NRMSE over
-float32 by 40.5 ± 4.8 % (16 units) and 52.3 ± 5.9 % (32 units), QAT int8
-by 23.4 ± 4.4 % and 27.1 ± 0.9 %: QAT recovers about half of the loss,
-not all of it (the float control gains 2-4 %). On `digits` neither
-loses measurably (PTQ -0.1 ± 0.3 pp, QAT -1.0 ± 0.9 pp). `--fast` (tiny
-models, a smoke run) takes about 3 minutes.
+Measured results: `benchmarks/RESULTS.md`, section qat.
 """
 
 import argparse
@@ -72,6 +72,7 @@ from keras_mgrade.export import export_tflite  # noqa: E402
 from keras_mgrade.export import stream_file  # noqa: E402
 from keras_mgrade.models import mgrade_classifier  # noqa: E402
 from keras_mgrade.models import mgrade_seq2seq  # noqa: E402
+from keras_mgrade.quantization import QuantizeConfig  # noqa: E402
 from keras_mgrade.quantization import quantize_model  # noqa: E402
 from keras_mgrade.quantization.model import QuantizationScope  # noqa: E402
 
@@ -81,12 +82,14 @@ EXPERIMENTS = {
     "lorenz": ("lorenz", 32, None, 30),
     "lorenz_ln": ("lorenz", 32, "layer", 4),
     "digits": ("digits", 16, "layer", 3),
+    "pdigits4": ("pdigits", 16, "layer", 3),
 }
 SIZES = {
     # task: {size: (train sequences, test sequences, timesteps,
     #               float epochs)}; digits: None = all images
     "lorenz": {"full": (1024, 256, 128, 120), "fast": (96, 16, 48, 2)},
     "digits": {"full": (None, None, 64, 30), "fast": (192, 64, 64, 2)},
+    "pdigits": {"full": (None, None, 256, 30), "fast": (192, 64, 128, 2)},
 }
 BATCH = 32
 FLOAT_LR = 3e-3
@@ -113,7 +116,9 @@ def load(task, size, seed):
         # Test trajectories from seeds no training set uses.
         x_test, y_test = datasets.lorenz(n_test, timesteps, seed=10_000 + seed)
         return x_train, y_train, x_test, y_test
-    (x_train, y_train), (x_test, y_test) = datasets.digits(seed=seed)
+    (x_train, y_train), (x_test, y_test) = datasets.digits(
+        permuted=task == "pdigits", upsample=timesteps // 64, seed=seed
+    )
     return (
         x_train[:n_train],
         y_train[:n_train],
@@ -166,6 +171,35 @@ def train_float(name, seed, size):
     return model, loss, metric, data
 
 
+def _on_chip(model, quantize, path, data, calibrate):
+    """Exports `model` to `quantize` (calibrated on training sequences if
+    `calibrate`), streams the test set on TFLite Micro; the metric and the
+    report's deviation from the Keras model in output steps."""
+    x_train, _, x_test, _ = data
+    report = export_tflite(
+        model,
+        path,
+        quantize=quantize,
+        representative_data=x_train[:CALIBRATION] if calibrate else None,
+        check_data=x_test[:4],
+        verbose=False,
+    )
+    return on_micro(path, report, x_test), report["max_deviation_output_lsb"]
+
+
+def _qat(model, weights, bits, loss, epochs, data):
+    """`model` (reset to `weights`) fine-tuned with `bits`-bit activation
+    QAT from calibrated ranges; the QAT model."""
+    x_train, y_train = data[0], data[1]
+    model.set_weights(weights)
+    config = QuantizeConfig(activation_bits=bits)
+    # Shares (and trains) model's weights; ranges start calibrated.
+    qat = quantize_model(model, config, calibration_data=x_train[:CALIBRATION])
+    qat.compile(adam(QAT_LR, epochs, len(x_train)), loss)
+    qat.fit(x_train, y_train, batch_size=BATCH, epochs=epochs, verbose=0)
+    return qat
+
+
 def run(name, seed, size, out):
     qat_epochs = EXPERIMENTS[name][3] if size == "full" else 1
     start = time.perf_counter()
@@ -175,18 +209,13 @@ def run(name, seed, size, out):
     row = {"experiment": name, "seed": seed, "qat_epochs": qat_epochs}
     row["float"] = metric(model.predict(x_test, verbose=0), y_test)
     row["float_seconds"] = time.perf_counter() - start
+    prefix = os.path.join(out, f"{name}_seed{seed}")
 
-    path = os.path.join(out, f"{name}_seed{seed}_ptq.tflite")
-    report = export_tflite(
-        model,
-        path,
-        quantize="int8",
-        representative_data=x_train[:CALIBRATION],
-        check_data=x_test[:4],
-        verbose=False,
-    )
-    row["ptq"] = metric(on_micro(path, report, x_test), y_test)
-    row["ptq_lsb"] = report["max_deviation_output_lsb"]
+    for key, quantize in (("ptq", "int8"), ("ptq16", "int16x8")):
+        y, row[f"{key}_lsb"] = _on_chip(
+            model, quantize, f"{prefix}_{key}.tflite", data, True
+        )
+        row[key] = metric(y, y_test)
 
     weights = model.get_weights()
     control = keras.models.clone_model(model)
@@ -197,18 +226,16 @@ def run(name, seed, size, out):
     )
     row["control"] = metric(control.predict(x_test, verbose=0), y_test)
 
-    start = time.perf_counter()
-    qat = quantize_model(model)  # shares (and now trains) model's weights
-    qat.compile(adam(QAT_LR, qat_epochs, n), loss)
-    qat.fit(x_train, y_train, batch_size=BATCH, epochs=qat_epochs, verbose=0)
-    row["qat_seconds"] = time.perf_counter() - start
-    row["qat_keras"] = metric(qat.predict(x_test, verbose=0), y_test)
-    path = os.path.join(out, f"{name}_seed{seed}_qat.tflite")
-    report = export_tflite(
-        qat, path, quantize="int8", check_data=x_test[:4], verbose=False
-    )
-    row["qat"] = metric(on_micro(path, report, x_test), y_test)
-    row["qat_lsb"] = report["max_deviation_output_lsb"]
+    for key, bits, quantize in (("qat", 8, "int8"), ("qat16", 16, "int16x8")):
+        start = time.perf_counter()
+        qat = _qat(model, weights, bits, loss, qat_epochs, data)
+        row[f"{key}_seconds"] = time.perf_counter() - start
+        row[f"{key}_keras"] = metric(qat.predict(x_test, verbose=0), y_test)
+        y, row[f"{key}_lsb"] = _on_chip(
+            qat, quantize, f"{prefix}_{key}.tflite", data, False
+        )
+        row[key] = metric(y, y_test)
+    model.set_weights(weights)
     return row
 
 
@@ -288,23 +315,24 @@ def table(name, rows):
     unit = "NRMSE" if regression else "accuracy (%)"
     fmt = "{:.4f}" if regression else "{:.2f}"
     gap_unit = "% rel." if regression else "pp"
-    columns = ("float", "control", "ptq", "qat_keras", "qat")
+    columns = ("float", "control", "ptq", "qat", "ptq16", "qat16")
+    quantized = ("ptq", "qat", "ptq16", "qat16")
     lines = [
         f"{name}: {task}, {units} units, 1 block, norm={norm}, "
-        f"{rows[0]['qat_epochs']} QAT epochs; {unit}",
+        f"{rows[0]['qat_epochs']} QAT epochs; {unit}; gaps vs float32 in "
+        f"{gap_unit}",
         "",
-        "| seed | float32 Keras | float32 + same epochs | PTQ int8 TFLM | "
-        f"QAT Keras | QAT int8 TFLM | PTQ vs float ({gap_unit}) | QAT vs "
-        f"float ({gap_unit}) | file vs Keras, LSB (PTQ / QAT) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| seed | float32 Keras | float32 + same epochs | PTQ int8 | QAT "
+        "int8 | PTQ 16x8 | QAT 16x8 | gap PTQ int8 | gap QAT int8 | gap PTQ "
+        "16x8 | gap QAT 16x8 | QAT int8 Keras | file vs Keras, LSB (PTQ / "
+        "QAT int8) |",
+        "|---|" + "---:|" * 12,
     ]
     for r in rows:
         cells = [fmt.format(r[c]) for c in columns]
-        cells += [
-            f"{gap(r['ptq'], r['float'], task):+.1f}",
-            f"{gap(r['qat'], r['float'], task):+.1f}",
-            f"{r['ptq_lsb']:g} / {r['qat_lsb']:g}",
-        ]
+        cells += [f"{gap(r[c], r['float'], task):+.2f}" for c in quantized]
+        cells.append(fmt.format(r["qat_keras"]))
+        cells.append(f"{r['ptq_lsb']:g} / {r['qat_lsb']:g}")
         lines.append(f"| {r['seed']} | " + " | ".join(cells) + " |")
 
     def mean_std(values):
@@ -312,9 +340,10 @@ def table(name, rows):
         return f"{fmt.format(values.mean())} ± {fmt.format(values.std())}"
 
     cells = [mean_std([r[c] for r in rows]) for c in columns]
-    for c in ("ptq", "qat"):
+    for c in quantized:
         g = [gap(r[c], r["float"], task) for r in rows]
-        cells.append(f"{np.mean(g):+.1f} ± {np.std(g):.1f}")
+        cells.append(f"{np.mean(g):+.2f} ± {np.std(g):.2f}")
+    cells.append(mean_std([r["qat_keras"] for r in rows]))
     cells.append("")
     lines.append("| mean ± std | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -408,7 +437,7 @@ def main(argv=None):
         "--experiments",
         nargs="+",
         choices=sorted(EXPERIMENTS),
-        default=["lorenz16", "lorenz", "digits"],
+        default=["digits", "pdigits4", "lorenz16", "lorenz"],
     )
     parser.add_argument("--fast", action="store_true", help="smoke size")
     parser.add_argument("--out", default=os.path.join("out", "qat"))
@@ -451,7 +480,8 @@ def main(argv=None):
             row = run(name, seed, size, args.out)
             print(
                 f"{name} seed {seed}: float {row['float']:.4g}, PTQ "
-                f"{row['ptq']:.4g}, QAT {row['qat']:.4g} (control "
+                f"{row['ptq']:.4g}, QAT {row['qat']:.4g}, PTQ 16x8 "
+                f"{row['ptq16']:.4g}, QAT 16x8 {row['qat16']:.4g} (control "
                 f"{row['control']:.4g}; float {row['float_seconds']:.0f} s, "
                 f"QAT {row['qat_seconds']:.0f} s)",
                 flush=True,

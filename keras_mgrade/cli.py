@@ -1,13 +1,16 @@
 """The `keras-mgrade` command line.
 
-    keras-mgrade export MODEL.keras [--int8 [--calibration DATA.npy]]
+    keras-mgrade export MODEL.keras [--int8 | --int16x8]
+                        [--calibration DATA.npy]
                         [--out DIR_OR_FILE.tflite] [--steps-per-invoke K]
                         [--state io|variables] [--target tflm|litert]
                         [--c DIR]
     keras-mgrade report MODEL.keras|MODEL.tflite
 
 `export` converts under the TensorFlow backend whatever backend the model
-was trained on; with `--out DIR` it writes `DIR/model_<precision>.tflite`,
+was trained on (`--int8`: full int8; `--int16x8`: int16 activations and
+states with int8 weights, for TFLite Micro; both calibrate on
+`--calibration`); with `--out DIR` it writes `DIR/model_<precision>.tflite`,
 its JSON report and the C sources (`model_data.h/.cc`, `model_ops.h`);
 with `--state variables` the file is `DIR/model_<precision>_variables.tflite`
 (states in resource variables, for TFLite Micro); with `--c DIR` (int8,
@@ -55,6 +58,17 @@ def _export(args):
             "shape (n, timesteps, features)), unless the model was trained "
             "with keras_mgrade.quantization.quantize_model"
         )
+    if args.int16x8 and not args.calibration:
+        raise ValueError(
+            "--int16x8 needs --calibration DATA.npy (whole input sequences, "
+            "shape (n, timesteps, features))"
+        )
+    if args.c is not None and args.int16x8:
+        raise ValueError(
+            "--c writes the int8 step as C: the C backend runs int8 files "
+            "only, not the int16 tensors of --int16x8. Use --int8 with --c, "
+            "or run the 16x8 file on TFLite Micro"
+        )
     if args.c is not None and (not args.int8 or args.state != "io"):
         raise ValueError(
             "--c writes the int8 step as C, from an int8 file with the "
@@ -64,7 +78,8 @@ def _export(args):
         )
     data = _load_array("--calibration", args.calibration, np)
     check = _load_array("--check", args.check, np)
-    precision = "int8" if args.int8 else "float32"
+    quantize = "int8" if args.int8 else "int16x8" if args.int16x8 else None
+    precision = quantize or "float32"
     out = args.out or "."
     if out.endswith(".tflite"):
         path, c_dir = out, None
@@ -75,7 +90,7 @@ def _export(args):
     report = export_tflite(
         model,
         path,
-        quantize="int8" if args.int8 else None,
+        quantize=quantize,
         state=args.state,
         representative_data=data,
         steps_per_invoke=args.steps_per_invoke,
@@ -196,7 +211,15 @@ def main(argv=None):
     sub = parser.add_subparsers(dest="command", required=True)
     exp = sub.add_parser("export", help="write a streaming .tflite file")
     exp.add_argument("model", help="a .keras model")
-    exp.add_argument("--int8", action="store_true", help="full-integer int8")
+    precision = exp.add_mutually_exclusive_group()
+    precision.add_argument(
+        "--int8", action="store_true", help="full-integer int8"
+    )
+    precision.add_argument(
+        "--int16x8",
+        action="store_true",
+        help="int16 activations and states, int8 weights (TFLite Micro)",
+    )
     exp.add_argument("--calibration", help=".npy of input sequences")
     exp.add_argument("--check", help=".npy of sequences for the check")
     exp.add_argument("--out", help="output directory or .tflite path")

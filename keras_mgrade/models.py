@@ -75,7 +75,8 @@ def mgrade_classifier(
         sigma: float, Gaussian width of the delays. Defaults to `0.7`.
         mlp_ratio: int, MLP width in multiples of `units` (0: no MLP).
             Defaults to `2`.
-        norm: `"layer"`, `"rms"` or `None`. Defaults to `"layer"`.
+        norm: `"layer"`, `"rms"`, `"batch"` (a folded per-channel affine
+            at inference: see `MGRADE`) or `None`. Defaults to `"layer"`.
         dropout: float, dropout in the blocks. Defaults to `0.0`.
         pooling: `"mean"` or `"last"`. Defaults to `"mean"`.
         timesteps: int or None, a fixed sequence length (None: any).

@@ -357,6 +357,12 @@ def _qat_four_bits():
     export(qat, "qat4.tflite", quantize="int8")
 
 
+def _batch_norm_over_time():
+    inputs = keras.Input((16, 3))
+    x = keras.layers.BatchNormalization(axis=1, name="bn_over_time")(inputs)
+    return keras.Model(inputs, MinGRU(2)(x))
+
+
 def _layer_norm_over_time():
     inputs = keras.Input((16, 3))
     x = keras.layers.LayerNormalization(axis=1, name="over_time")(inputs)
@@ -378,6 +384,16 @@ CASES = [
         "min_gru_last_step_of_empty_sequence",
         lambda: MinGRU(4)(np.zeros((2, 0, 3), "float32")),
         r"return_sequences=False.*inputs.shape=\(2, 0, 3\)",
+    ),
+    Case(
+        "mgrade_unknown_norm",
+        lambda: MGRADE(8, norm="group"),
+        r"\('layer', 'rms', 'batch', None\). Received: norm='group'",
+    ),
+    Case(
+        "classifier_unknown_norm",
+        lambda: mgrade_classifier(3, 2, units=8, norm="BatchNorm"),
+        r"'batch', None\). Received: norm='BatchNorm'",
     ),
     Case(
         "mgrade_norm_epsilon_negative",
@@ -541,6 +557,11 @@ CASES = [
         "streaming_model_norm_over_time",
         lambda: streaming_model(_layer_norm_over_time()),
         r"axis=\[1\] for layer 'over_time'",
+    ),
+    Case(
+        "streaming_model_batch_norm_over_time",
+        lambda: streaming_model(_batch_norm_over_time()),
+        r"axis=1 for layer 'bn_over_time'",
     ),
     Case(
         "streaming_model_batch_size",
@@ -873,6 +894,27 @@ CASES = [
         "'nope'",
     ),
     Case(
+        "quantize_calibration_shape",
+        lambda: quantize_model(
+            classifier(), calibration_data=np.ones((4, 16, 5))
+        ),
+        r"data with shape \(4, 16, 5\)",
+    ),
+    Case(
+        "quantize_calibration_nan",
+        lambda: quantize_model(
+            classifier(), calibration_data=np.full((2, 16, 3), np.nan)
+        ),
+        "96 non-finite",
+    ),
+    Case(
+        "calibrate_batch_size",
+        lambda: quantize_model(classifier()).calibrate(
+            np.ones((2, 16, 3)), batch_size=0
+        ),
+        "batch_size=0",
+    ),
+    Case(
         "quantize_config_bits",
         lambda: QuantizeConfig(activation_bits=1),
         "activation_bits=1",
@@ -951,9 +993,88 @@ CASES = [
         ),
         tensorflow_only=True,
     ),
+    Case(
+        "cli_int16x8_without_calibration",
+        cli_error(
+            ["export", path("seq2seq.keras"), "--int16x8"],
+            "--int16x8 needs --calibration",
+            setup=_write_corrupt_files,
+        ),
+        tensorflow_only=True,
+    ),
+    Case(
+        "cli_c_with_int16x8",
+        cli_error(
+            [
+                "export",
+                path("seq2seq.keras"),
+                "--int16x8",
+                "--calibration",
+                path("x.npy"),
+                "--c",
+                path("c"),
+            ],  # fmt: skip
+            "the C backend runs int8 files only",
+            setup=_write_corrupt_files,
+        ),
+        tensorflow_only=True,
+    ),
+    # --- 16x8 --------------------------------------------------------
+    Case(
+        "int16x8_without_calibration",
+        lambda: export(seq2seq(), quantize="int16x8"),
+        "quantize='int16x8' needs calibration data",
+    ),
+    Case(
+        "int16x8_qat_with_8_bit_activations",
+        lambda: quantize_model(seq2seq()).check_exportable("int16x8"),
+        "needs 8-bit weights and 16-bit activations",
+    ),
+    Case(
+        "int16x8_embedding_gather",
+        lambda: export(
+            tokens(),
+            quantize="int16x8",
+            representative_data=np.zeros((2, 8), "int32") + 1,
+        ),
+        "GATHER",
+        tensorflow_only=True,
+    ),
+    Case(
+        "int16x8_hard_swish",
+        lambda: export(
+            _hard_swish_model(), quantize="int16x8", representative_data=X
+        ),
+        "HARD_SWISH",
+        tensorflow_only=True,
+    ),
+    Case(
+        "export_c_int16_file",
+        lambda: __import__("keras_mgrade.export").export.export_c(
+            _int16_file(), path("c16")
+        ),
+        "int8 files only.*int16",
+        tensorflow_only=True,
+    ),
     # --- datasets ----------------------------------------------------
     Case("speech_truncated_wav", _truncated_wav, "truncated"),
 ]
+
+
+def _hard_swish_model():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((None, 3))
+    hidden = keras.layers.Dense(4, activation="hard_swish")(inputs)
+    return keras.Model(inputs, keras.layers.Dense(2)(hidden))
+
+
+@functools.cache
+def _int16_file():
+    model = keras.Sequential([keras.Input((None, 3)), keras.layers.Dense(2)])
+    report = export(
+        model, "int16.tflite", quantize="int16x8", representative_data=X
+    )
+    return report["path"]
 
 
 def _built_pooling():

@@ -13,6 +13,14 @@ tensor that the int8 TFLite graph stores in int8:
   the same name, hence one shared range (and identical int8 parameters).
 - `weight(owner, name, fn, axis)`: a weight, quantized symmetrically per
   output channel (`axis`) or per tensor (`axis=None`).
+- `requantized(owner, name, x, inputs, count)`: an activation computed
+  by an int8 MUL of `inputs` (two tensors returned by earlier points) or
+  a MEAN of `inputs[0]` over `count` values; the scope may round it the
+  way TFLite Micro's kernel does (see `QuantizationScope`).
+- `operand(owner, name, fn)`: a constant operand of an elementwise MUL or
+  ADD (the scale and offset of a normalisation), quantized as the
+  converter stores such a constant: per tensor, asymmetric, over its
+  own `[min, max]` widened to include 0.
 
 A layer whose step is computed over all time steps at once (the
 `step_sequence` of the layers, for quantization-aware training) marks the
@@ -60,6 +68,21 @@ class Scope:
         """The weight `fn()` of layer `owner`, per channel along `axis`
         (per tensor if None)."""
         return fn()
+
+    def operand(self, owner, name, fn):
+        """The constant `fn()` that layer `owner` multiplies or adds
+        elementwise; by default a weight quantized per tensor."""
+        return self.weight(owner, name, fn, None)
+
+    def requantized(self, owner, name, x, inputs, count=1):
+        """The activation `x` computed by an int8 MUL of the two tensors
+        `inputs` (`count=1`) or a MEAN of `inputs[0]` over `count` values;
+        by default an ordinary activation."""
+        return self.activation(owner, name, x)
+
+    def same_grid(self, new, old):
+        """Records that tensor `new` lies on tensor `old`'s grid (nothing
+        here)."""
 
     def scan(self, fn, states, inputs, observe=True):
         """`scan(fn, states, inputs)` with this scope active (see the
@@ -130,6 +153,37 @@ def weight(owner, name, fn, axis=None):
     if active is None:
         return fn()
     return active.weight(owner, name, fn, axis)
+
+
+def requantized(owner, name, x, inputs, count=1):
+    """Fake-quantizes activation `x`, the output of an int8 MUL of the two
+    tensors `inputs` (`count=1`) or of a MEAN of `inputs[0]` over `count`
+    values, each input being what an earlier point returned (identity
+    outside a scope)."""
+    active = current()
+    if active is None:
+        return x
+    return active.requantized(owner, name, x, inputs, count)
+
+
+def operand(owner, name, fn):
+    """The constant elementwise operand `fn()`, fake-quantized per tensor
+    and asymmetrically over its own range inside a scope (the grid the
+    converter gives a constant operand of MUL and ADD)."""
+    active = current()
+    if active is None:
+        return fn()
+    return active.operand(owner, name, fn)
+
+
+def same_grid(new, old):
+    """Returns `new`, a reshape or slice of `old` along the batch or time
+    axes, telling the active scope that it lies on `old`'s integer grid
+    (read by `requantized`)."""
+    active = current()
+    if active is not None:
+        active.same_grid(new, old)
+    return new
 
 
 def scan(fn, states, inputs, observe=True):

@@ -15,7 +15,11 @@ class QuantizedSteps:
 
     - `source`: the float sequence model whose step graph is quantized;
     - `host_pooling`: bool, whether the host pools the per-step outputs
-      (the source ends with a pooling layer the host can run).
+      (the source ends with a pooling layer the host can run);
+    - `traced_ranges`: dict `{graph tensor name: m}` that the `"export"`
+      scope fills, for 16-bit activations, with each marked tensor's
+      symmetric range `[-m, m]` while TensorFlow traces the step graph
+      (the 16x8 exporter imposes them on the converter's calibration).
     """
 
     def quantization_scope(self, mode):

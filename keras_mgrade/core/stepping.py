@@ -225,13 +225,14 @@ def fold_time(fn, inputs):
     batch, timesteps = ops.shape(first)[0], ops.shape(first)[1]
 
     def fold(x):
-        return ops.reshape(x, (-1,) + tuple(x.shape[2:]))
+        return points.same_grid(ops.reshape(x, (-1,) + tuple(x.shape[2:])), x)
+
+    def unfold(t):
+        shape = (batch, timesteps) + tuple(t.shape[1:])
+        return points.same_grid(ops.reshape(t, shape), t)
 
     folded = keras.tree.map_structure(fold, inputs)
-    y = fn(folded)
-    return keras.tree.map_structure(
-        lambda t: ops.reshape(t, (batch, timesteps) + tuple(t.shape[1:])), y
-    )
+    return keras.tree.map_structure(unfold, fn(folded))
 
 
 def run_steps(step, inputs, states):

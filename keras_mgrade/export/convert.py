@@ -1,19 +1,22 @@
 """Convert: the step model of a sequence model -> TFLite flatbuffer bytes.
 
-Three set-ups of `tf.lite.TFLiteConverter`, all with builtin ops only:
-float32; int8 post-training quantization, calibrated on the states and
-activations seen while streaming whole sequences; int8 from a
+Set-ups of `tf.lite.TFLiteConverter`, all with builtin ops only:
+float32; int8 or 16x8 (int16 activations and states, int8 weights)
+post-training quantization, calibrated on the states and activations
+seen while streaming whole sequences; int8 or 16x8 from a
 quantization-aware model, whose fake-quant ops carry the ranges.
 """
 
 import contextlib
 import io
+import re
 
 import keras
 import numpy as np
 
 from keras_mgrade import _utils
 from keras_mgrade.export import micro
+from keras_mgrade.export import tflm_ops
 from keras_mgrade.export.streaming import as_list
 from keras_mgrade.export.streaming import streaming_model
 
@@ -36,11 +39,15 @@ def convert(step, quantize, quantized=False, samples=None):
 
     Args:
         step: the step model.
-        quantize: None (float32) or `"int8"`.
+        quantize: None (float32), `"int8"` (int8 activations, states,
+            inputs and outputs) or `"int16x8"` (the same in int16, with
+            int8 weights and int64 biases: the converter's
+            `EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8`
+            mode; int16 tensors are symmetric, zero point 0).
         quantized: bool, `step` is the step model of a quantization-aware
-            model (int8 from its fake-quant ranges, no calibration).
-        samples: for int8 post-training quantization, the per-invoke
-            inputs `[x, *states]` to calibrate on (`calibration_samples`).
+            model (quantized from its fake-quant ranges, no calibration).
+        samples: for post-training quantization, the per-invoke inputs
+            `[x, *states]` to calibrate on (`calibration_samples`).
 
     Returns:
         bytes.
@@ -48,11 +55,17 @@ def convert(step, quantize, quantized=False, samples=None):
     tf = require_tensorflow()
     converter = tf.lite.TFLiteConverter.from_keras_model(step)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    if quantize == "int8":
+    if quantize is not None:
+        io_type = tf.int16 if quantize == "int16x8" else tf.int8
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.inference_input_type = tf.int8
-        converter.inference_output_type = tf.int8
-    if quantize == "int8" and not quantized:
+        converter.inference_input_type = io_type
+        converter.inference_output_type = io_type
+    if quantize == "int16x8":
+        opset = tf.lite.OpsSet
+        converter.target_spec.supported_ops = [
+            opset.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
+        ]
+    if quantize is not None and not quantized:
         names = [t.name for t in step.inputs]
 
         def representative_dataset():
@@ -60,11 +73,127 @@ def convert(step, quantize, quantized=False, samples=None):
                 yield dict(zip(names, sample))
 
         converter.representative_dataset = representative_dataset
-        converter.target_spec.supported_ops = [
-            tf.lite.OpsSet.TFLITE_BUILTINS_INT8
-        ]
+        if quantize == "int8":
+            converter.target_spec.supported_ops = [
+                tf.lite.OpsSet.TFLITE_BUILTINS_INT8
+            ]
     with micro.quiet_stderr(), contextlib.redirect_stdout(io.StringIO()):
-        return bytes(converter.convert())
+        try:
+            return bytes(converter.convert())
+        except Exception as error:  # the converter raises several kinds
+            found = re.search(_NOT_16X8, str(error))
+            if quantize == "int16x8" and found:
+                tflm_ops.check_int16_ops([found.group(1)])
+            raise
+
+
+# How TensorFlow's 16x8 quantizer refuses an operator.
+_NOT_16X8 = r"16x8-bit not yet supported for op: '([A-Z_0-9]+)'"
+
+
+def convert_int16_from_ranges(step, quantized, samples):
+    """The 16x8 flatbuffer of the step model of a quantization-aware model
+    with 16-bit activations, quantized with its learned ranges.
+
+    TensorFlow's converter reads no 16-bit fake-quant ops (its
+    quantization-aware path has no int16 CONCATENATION or ADD), so the
+    step graph is traced with the activations in float while the model
+    records each marked tensor's symmetric range `m` by graph name
+    (`traced_ranges`); the converter calibrates it (`samples`: per-invoke
+    inputs that fill in the few tensors no point marks, such as a
+    convolution before its bias), every recorded tensor's range is then
+    set to `[-m, m]` (a RESHAPE's input with its output; a graph output,
+    named by the signature, through its operator's bias), and the 16x8
+    quantizer writes scale `m / 32767`, zero point 0: the grid of the
+    16-bit fake quantization (LOGISTIC and TANH outputs keep the kernel's
+    1/32768).
+
+    Returns:
+        bytes.
+    """
+    tf = require_tensorflow()
+    from tensorflow.lite.python.optimize import calibrator
+
+    quantized.traced_ranges.clear()
+    converter = tf.lite.TFLiteConverter.from_keras_model(step)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    names = [t.name for t in step.inputs]
+    converter.representative_dataset = lambda: (
+        dict(zip(names, sample)) for sample in samples
+    )
+    converter._experimental_calibrate_only = True
+    with micro.quiet_stderr(), contextlib.redirect_stdout(io.StringIO()):
+        calibrated = bytes(converter.convert())
+        ranged = _impose_ranges(calibrated, dict(quantized.traced_ranges))
+        quantizer = calibrator.Calibrator(ranged)
+        return bytes(
+            quantizer._calibrator.QuantizeModel(
+                np.dtype("int16").num,
+                np.dtype("int16").num,
+                False,
+                np.dtype("int16").num,
+                np.dtype("int64").num,
+                False,
+                False,
+            )
+        )
+
+
+def _impose_ranges(flat, ranges):
+    """`flat` (a calibrated float file) with the min/max of every tensor
+    named in `ranges` set to `[-m, m]`."""
+    from keras_mgrade.export import rewrite
+
+    graph = rewrite.read_graph(flat)
+    sub = graph.subgraphs[0]
+    reshapes = {
+        int(op.outputs[0]): int(op.inputs[0])
+        for op in sub.operators
+        if rewrite.op_name(graph, op) == "RESHAPE"
+    }
+
+    def lookup(name):
+        name = name.removeprefix("serving_default_").split(":")[0]
+        for part in reversed(name.split(";")):
+            for key, m in ranges.items():
+                if part == key or part.endswith("/" + key):
+                    return m
+        return None
+
+    made = {int(o): op for op in sub.operators for o in op.outputs}
+    outputs = {int(i) for i in sub.outputs}
+
+    def name_of(index):
+        return rewrite._text(sub.tensors[index].name or b"")
+
+    for index, tensor in enumerate(sub.tensors):
+        q = tensor.quantization
+        if q is None or q.min is None or len(q.min) == 0:
+            continue
+        m = lookup(name_of(index))
+        if m is None and index in outputs and index in made:
+            # A graph output is named by the signature; the converter
+            # names its operator's bias after the marked addition.
+            inputs = [int(i) for i in made[index].inputs if i >= 0]
+            constants = [i for i in inputs if _has_data(graph, sub, i)]
+            found = [lookup(name_of(i)) for i in constants]
+            m = next((v for v in found if v is not None), None)
+        if m is None:
+            continue
+        targets = [index]
+        while targets[-1] in reshapes:
+            targets.append(reshapes[targets[-1]])
+        for target in targets:
+            tq = sub.tensors[target].quantization
+            if tq is not None and tq.min is not None and len(tq.min):
+                tq.min = np.array([-m], "float32")
+                tq.max = np.array([m], "float32")
+    return rewrite.write_graph(graph)
+
+
+def _has_data(graph, sub, index):
+    data = graph.buffers[sub.tensors[index].buffer].data
+    return data is not None and len(data) > 0
 
 
 def float32_model(model, log):
@@ -121,12 +250,12 @@ def calibration_samples(model, data, k, host_pooling, log, limit=2000):
 
 def _check_states_move(samples, shape):
     """Each state must take a non-zero value somewhere in the calibration
-    (otherwise its int8 range is empty: the file would be broken)."""
+    (otherwise its integer range is empty: the file would be broken)."""
     for i in range(1, len(samples[0]) if samples else 0):
         if not any(np.any(sample[i]) for sample in samples):
             raise ValueError(
                 f"State {i - 1} stays 0 over the whole calibration, so its "
-                "int8 range would be empty: calibrate on longer sequences "
+                "integer range would be empty: calibrate on longer sequences "
                 "(the states are sampled before each step). Received: "
                 f"representative_data.shape={shape}"
             )

@@ -7,8 +7,9 @@ The file follows the export contract. State `"io"`: input 0 is `x_t`,
 inputs `1..k` the states, output 0 `y_t`, outputs `1..k` the new states in
 the same order, fed back here after each invoke. State `"variables"`: one
 input `x_t`, one output `y_t`, the states kept by the runtime in resource
-variables. Float inputs are quantized and int8 outputs dequantized here,
-with the file's own scales, so callers work in float.
+variables. Float inputs are quantized and integer (int8 or int16)
+outputs dequantized here, with the file's own scales, so callers work in
+float.
 """
 
 import contextlib
@@ -56,7 +57,7 @@ class _Tensor:
             )
         if not np.all(np.isfinite(value)):
             raise ValueError(
-                f"`{name}` must be finite: an int8 file has no NaN or "
+                f"`{name}` must be finite: an integer file has no NaN or "
                 f"infinity. Received: {name} with "
                 f"{int(np.sum(~np.isfinite(value)))} non-finite value(s)"
             )

@@ -9,6 +9,8 @@ Each pass works on the object tree of the TFLite schema
   the reshaped shape. The bytes of the tensor are the same; the step
   graph reshapes each convolution FIFO to the 4-D layout of
   DEPTHWISE_CONV_2D, so its state is declared `(1, 1, span, channels)`.
+- `fuse_depthwise_bias`: a per-channel constant ADD after a
+  DEPTHWISE_CONV_2D moves into the convolution's bias (int8 and 16x8).
 - `drop_negligible_adds` (int8): an ADD of a constant smaller than half a
   step of its other input's grid, read only by RSQRT, is the identity on
   int8 values (the epsilon of a normalisation): RSQRT reads the input.
@@ -265,7 +267,16 @@ def _prune_tensors(graph, k, sub):
     return removed
 
 
-_NUMPY_TYPES = {0: "float32", 2: "int32", 9: "int8", 7: "int16"}
+_NUMPY_TYPES = {
+    0: "float32",
+    2: "int32",
+    4: "int64",
+    9: "int8",
+    7: "int16",
+}
+
+# TFLite tensor types of quantized activations: int8, int16 (16x8).
+INTEGER_TYPES = (9, 7)
 
 
 def tensor_array(graph, sub, index):
@@ -303,7 +314,8 @@ def fuse_depthwise_bias(graph, op_name):
     ADD for the other readers. Here the convolution adds `c` itself, and
     the biases of those FULLY_CONNECTED ops give `W c` back; in int8 the
     convolution then writes on the ADD's output grid, and their biases
-    are requantized to it."""
+    are requantized to it. The same holds in 16x8 (int16 activations,
+    int64 biases)."""
     sub = graph.subgraphs[0]
     fused = 0
     for conv in list(sub.operators):
@@ -359,13 +371,13 @@ def _real(graph, sub, index):
 def _fuse(graph, sub, conv, add, constant, fully_connected):
     t, out = int(conv.outputs[0]), int(add.outputs[0])
     c = _real(graph, sub, constant).reshape(-1)
-    integer = sub.tensors[t].type == 9
+    integer = sub.tensors[t].type in INTEGER_TYPES
     bias = int(conv.inputs[2])
     if integer:
         s_in = float(sub.tensors[int(conv.inputs[0])].quantization.scale[0])
         s_w = np.asarray(sub.tensors[int(conv.inputs[1])].quantization.scale)
         value = tensor_array(graph, sub, bias) + np.round(c / (s_in * s_w))
-        set_input_array(graph, sub, conv, 2, value.astype("int32"))
+        set_input_array(graph, sub, conv, 2, value.astype(_dtype(sub, bias)))
     else:
         value = tensor_array(graph, sub, bias) + c
         set_input_array(graph, sub, conv, 2, value.astype("float32"))
@@ -397,4 +409,10 @@ def _unfold(graph, sub, op, c, old_q, new_q):
     real = tensor_array(graph, sub, bias) * float(old_q.scale[0]) * s_w
     real = real - weights @ c
     value = np.round(real / (float(new_q.scale[0]) * s_w))
-    set_input_array(graph, sub, op, 2, value.astype("int32"))
+    set_input_array(graph, sub, op, 2, value.astype(_dtype(sub, bias)))
+
+
+def _dtype(sub, index):
+    """The numpy dtype of tensor `index` (int32 biases in int8, int64 in
+    16x8)."""
+    return _NUMPY_TYPES[int(sub.tensors[index].type)]

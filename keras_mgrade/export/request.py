@@ -11,7 +11,7 @@ import numpy as np
 from keras_mgrade import _utils
 from keras_mgrade import core
 
-QUANTIZE = (None, "int8")
+QUANTIZE = (None, "int8", "int16x8")
 STATES = ("io", "variables")
 TARGETS = ("tflm", "litert")
 DATA = ("representative_data", "check_data")
@@ -43,11 +43,12 @@ def check_request(model, path, **request):
         request[name] = check_sequences(name, request[name], source, k)
     quantized = core.quantized_steps(model)
     data = request["representative_data"]
-    if request["quantize"] == "int8" and quantized is not None:
-        quantized.check_exportable(request["quantize"])
-    elif request["quantize"] == "int8" and data is None:
+    quantize = request["quantize"]
+    if quantize is not None and quantized is not None:
+        quantized.check_exportable(quantize)
+    if quantize is not None and quantized is None and data is None:
         raise ValueError(
-            "quantize='int8' needs calibration data: pass "
+            f"quantize={quantize!r} needs calibration data: pass "
             "`representative_data` (whole input sequences), or train the "
             "model with keras_mgrade.quantization.quantize_model. Received: "
             "representative_data=None"
@@ -55,7 +56,7 @@ def check_request(model, path, **request):
     if data is not None and data.dtype.kind == "f" and np.ptp(data) == 0:
         raise ValueError(
             "`representative_data` must vary: every value is "
-            f"{float(data.flat[0])!r}, so the int8 input range would be "
+            f"{float(data.flat[0])!r}, so the integer input range would be "
             "empty and every real input would saturate. Received: "
             f"representative_data.shape={data.shape}"
         )

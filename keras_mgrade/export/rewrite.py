@@ -4,8 +4,9 @@ describes.
 - inputs `[x_t, *states]` and outputs `[y_t, *new_states]` in that order,
   named `x_t`, `state_i`, `y_t`, `new_state_i` (the converter orders them
   as it likes);
-- in int8, each state's output tensor carries its input's scale and zero
-  point (where the op producing it requantizes), so firmware copies bytes;
+- in int8 and 16x8, each state's output tensor carries its input's scale
+  and zero point (where the op producing it requantizes), so firmware
+  copies bytes;
 - for `state="variables"`, the states moved into resource variables
   (`keras_mgrade.export.variables`).
 """
@@ -19,8 +20,8 @@ from keras_mgrade.export import passes
 from keras_mgrade.export import variables
 from keras_mgrade.export.arena import METADATA
 
-# Ops whose int8 kernel requantizes to its output tensor's scale, so the
-# output quantization may be set freely.
+# Ops whose int8 (and int16) kernel requantizes to its output tensor's
+# scale, so the output quantization may be set freely.
 REQUANTIZING = frozenset(
     {"ADD", "SUB", "MUL", "FULLY_CONNECTED", "QUANTIZE", "DEPTHWISE_CONV_2D"}
 )
@@ -36,10 +37,17 @@ TENSOR_TYPES = {
 
 
 def read_graph(flat):
-    """The flatbuffer as the mutable object tree of the TFLite schema."""
+    """The flatbuffer as the mutable object tree of the TFLite schema; a
+    scalar tensor stored without a shape (as the 16x8 converter writes
+    its scalar constants) gets the empty shape."""
     from tensorflow.lite.tools import flatbuffer_utils
 
-    return flatbuffer_utils.read_model_from_bytearray(bytearray(flat))
+    graph = flatbuffer_utils.read_model_from_bytearray(bytearray(flat))
+    for sub in graph.subgraphs:
+        for tensor in sub.tensors:
+            if tensor.shape is None:
+                tensor.shape = np.zeros(0, "int32")
+    return graph
 
 
 def write_graph(graph):
@@ -89,7 +97,7 @@ def rewrite(
         flat: the converter's bytes (signature inputs `x_t`, `state_i`;
             outputs `output_0` (y) and `output_{i+1}` (state i)).
         num_states: the number of states.
-        quantize: None or `"int8"`.
+        quantize: None, `"int8"` or `"int16x8"`.
         state: `"io"` or `"variables"`.
         stream: dict recorded in the file as the `keras_mgrade` metadata
             (steps per invoke, state kind, host pooling), or None.
@@ -115,7 +123,7 @@ def rewrite(
     _name_io(graph, num_states)
     sub = graph.subgraphs[0]
     inputs, outputs = list(sub.inputs), list(sub.outputs)
-    if quantize == "int8":
+    if quantize is not None:
         _equal_state_quantization(graph, inputs[1:], outputs[1:])
     passes.prune(graph)
     layout = _layout(graph)
@@ -249,7 +257,7 @@ def _equal_state_quantization(graph, state_inputs, state_outputs):
         if qparams(a) == qparams(b):
             continue
         producer = producers.get(int(t_out))
-        if producer not in REQUANTIZING:
+        if producer not in REQUANTIZING and not _same_grid(a, b):
             raise RuntimeError(
                 f"State {i}: input and output quantization differ "
                 f"({qparams(a)} vs {qparams(b)}) and the op producing it "
@@ -257,6 +265,17 @@ def _equal_state_quantization(graph, state_inputs, state_outputs):
             )
         b.quantization.scale = np.array(a.quantization.scale)
         b.quantization.zeroPoint = np.array(a.quantization.zeroPoint)
+
+
+def _same_grid(a, b):
+    """Whether tensors `a` and `b` carry the same quantization up to the
+    float32 rounding of the scale (the 16x8 quantizer derives the scale
+    of a pass-through op's output anew, e.g. a STRIDED_SLICE of the
+    FIFO): the int16 values are the same."""
+    qa, qb = qparams(a), qparams(b)
+    if qa is None or qb is None or qa[1] != qb[1]:
+        return False
+    return abs(qa[0] - qb[0]) <= 1e-6 * abs(qa[0])
 
 
 def _layout(graph):

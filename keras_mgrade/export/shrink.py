@@ -8,8 +8,9 @@ For TFLite Micro (`target="tflm"`, the default of `export_tflite`):
   `CONVERSION_METADATA`; the exporter's own `keras_mgrade` entry stays);
 - all-zero per-channel zero points of weights and biases, collapsed to
   one value (TFLite Micro expands a length-1 array; LiteRT rejects it);
-- the quantization parameters of int32 biases (TFLite Micro's kernels
-  take their scale from the input and weights);
+- the quantization parameters of integer biases (int32 in int8, int64
+  in 16x8: TFLite Micro's kernels take their scale from the input and
+  weights);
 - the shape tensors of RESHAPE (TFLite Micro reshapes to the output
   tensor's shape);
 - the min/max arrays of the quantization parameters.
@@ -77,7 +78,7 @@ def _collapse_zero_points(graph):
                 q.zeroPoint = np.zeros(1, "int64")
 
 
-# Operators whose third input is an int32 bias at the scale of input x
+# Operators whose third input is an integer bias at the scale of input x
 # weights, which TFLite Micro's kernels never read from the file.
 _WITH_BIAS = ("FULLY_CONNECTED", "DEPTHWISE_CONV_2D", "CONV_2D")
 
@@ -89,7 +90,7 @@ def _strip_bias_quantization(graph):
                 continue
             if len(op.inputs) > 2 and op.inputs[2] >= 0:
                 bias = sub.tensors[int(op.inputs[2])]
-                if bias.type == 2:  # int32: an int8 file's bias
+                if bias.type in (2, 4):  # int32 (int8) or int64 (16x8)
                     bias.quantization = None
 
 

@@ -80,8 +80,9 @@ def streaming_model(
         model: a built `keras.Model` (Sequential or functional, one input,
             one output) whose every layer is a registered streamable kind
             (`keras_mgrade.core.registry`: the keras_mgrade layers, Dense,
-            LayerNormalization, RMSNormalization, Activation, Dropout,
-            Embedding, Add, Rescaling, causal Conv1D, ...). Any other
+            LayerNormalization, RMSNormalization, BatchNormalization,
+            Activation, Dropout, Embedding, Add, Rescaling, causal Conv1D,
+            ...). Any other
             layer raises a ValueError naming it and listing the registered
             kinds. A model trained with quantization-aware training
             (`keras_mgrade.quantization`) streams as the step graph of its

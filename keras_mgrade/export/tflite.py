@@ -12,6 +12,7 @@ import os
 import time
 
 import keras
+import numpy as np
 
 from keras_mgrade import core
 from keras_mgrade.export import arena
@@ -50,7 +51,15 @@ def export_tflite(
     `state="variables"` only `x_t` and `y_t`. With `quantize="int8"`:
     full-integer, int8 inputs and outputs, and each state's input and
     output share one scale and zero point, so firmware copies the output
-    bytes to the input unchanged. For an int8 classifier with mean pooling,
+    bytes to the input unchanged. With `quantize="int16x8"` (16x8: int16
+    activations, states, inputs and outputs, int8 weights, int64 biases;
+    TensorFlow's `EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8`
+    mode, calibrated as int8): the same, in int16 with zero point 0. It
+    runs on TFLite Micro and LiteRT, not in ST's code generator (8-bit
+    only) nor in `export_c`; a model whose step needs an operator TFLite
+    Micro lacks in int16 (GATHER of an Embedding; HARD_SWISH and DIV,
+    which the 16x8 quantizer refuses) raises a ValueError naming it. For
+    a quantized classifier with mean pooling,
     `y_t` is the per-step logits and the host keeps their mean
     (`report["host_pooling"] == "mean"`; the class is the argmax of the
     running sum).
@@ -59,7 +68,15 @@ def export_tflite(
         model: a built sequence `keras.Model` (see `streaming_model`).
         path: where to write the `.tflite`; the report goes beside it as
             `<path without .tflite>.json`.
-        quantize: `None` (float32) or `"int8"`.
+        quantize: `None` (float32), `"int8"` or `"int16x8"`. A
+            quantization-aware model exports from its learned ranges,
+            without calibration data: to `"int8"` with 8-bit
+            activations, to `"int16x8"` with
+            `QuantizeConfig(activation_bits=16)` (the ranges are imposed
+            on the 16x8 quantizer tensor by tensor, see
+            `keras_mgrade.export.convert.convert_int16_from_ranges`;
+            `representative_data`, if given, only fills in the few
+            tensors no quantization point marks).
         state: `"io"` (default: states are explicit inputs and outputs,
             portable to every runtime) or `"variables"`: the states live
             in the graph as resource variables (`VAR_HANDLE`,
@@ -75,7 +92,8 @@ def export_tflite(
             `reset_all_variables()` does not restore the zero state:
             re-create the interpreter to start a new stream.
         representative_data: whole input sequences `(n, timesteps, ...)`
-            (or an iterable of such arrays); needed for `"int8"`. They are
+            (or an iterable of such arrays); needed for `"int8"` and
+            `"int16x8"` unless the model is quantization-aware. They are
             streamed through the float step model to calibrate the inputs,
             the states and every activation.
         steps_per_invoke: int, time steps per invoke.
@@ -111,7 +129,8 @@ def export_tflite(
         at the model's own output: every step, or the host's mean or the
         last step of a pooled output), `max_abs_deviation_step` (vs the
         Keras step model at every step; `max_deviation_output_lsb`: the
-        same in int8 output steps), `warnings` (an int8 input or state
+        same in steps of the int8 or int16 output), `warnings` (an
+        integer input or state
         that saturates over the check data), `host_pooling`, `quantize`,
         `state`, `steps_per_invoke`, and for `state="variables"`
         `variables` (name, shape, dtype, scale, zero point of each state
@@ -185,13 +204,15 @@ class _Job:
     def of(cls, model, request):
         log = print if request["verbose"] else (lambda *a, **k: None)
         quantized = core.quantized_steps(model)
+        user_model = model
         if quantized is not None and request["quantize"] is None:
             model, quantized = quantized.source, None  # its float file
-        user_model = model
+            user_model = model
         if quantized is None:
             model = convert.float32_model(model, log)
         source = model if quantized is None else quantized.source
-        pooling = request["quantize"] == "int8" and core.host_pooling_of(source)
+        quantize = request["quantize"]
+        pooling = quantize is not None and core.host_pooling_of(source)
         return cls(
             model, user_model, quantized, bool(pooling), request, log,
             time.perf_counter(),
@@ -216,6 +237,8 @@ def _build(job):
     }
     names = [layer.name for layer in job.source.layers]
     args = (num_states, request["quantize"], request["state"])
+    if request["quantize"] == "int16x8":
+        tflm_ops.check_int16_ops(rewrite.op_names(flat))
     converted = flat
     flat, layout, stats = rewrite.rewrite(flat, *args, stream, names)
     unshrunk = flat
@@ -312,7 +335,7 @@ def _convert(model, quantized, host_pooling, request, log):
     quantize, k = request["quantize"], request["steps_per_invoke"]
     step = streaming_model(model, steps_per_invoke=k, host_pooling=host_pooling)
     samples = None
-    if quantize == "int8" and quantized is None:
+    if quantize is not None and quantized is None:
         limit = request["max_calibration_sequences"]
         samples = convert.calibration_samples(
             model,
@@ -322,8 +345,35 @@ def _convert(model, quantized, host_pooling, request, log):
             log,
         )
     log(f"converting to TFLite ({quantize or 'float32'})...")
-    flat = convert.convert(step, quantize, quantized is not None, samples)
+    if quantize == "int16x8" and quantized is not None:
+        samples = convert.calibration_samples(
+            quantized.source,
+            _range_sequences(quantized, request),
+            k,
+            host_pooling,
+            log,
+        )
+        flat = convert.convert_int16_from_ranges(step, quantized, samples)
+    else:
+        flat = convert.convert(step, quantize, quantized is not None, samples)
     return flat, len(step.inputs) - 1
+
+
+def _range_sequences(quantized, request):
+    """Input sequences for the few tensors of a 16x8 file that no
+    quantization point marks: `representative_data` if given, else
+    uniform noise over the learned input range."""
+    if request["representative_data"] is not None:
+        return request["representative_data"][: request[
+            "max_calibration_sequences"
+        ]]  # fmt: skip
+    source = quantized.source
+    low, high = quantized.range_table().get("inputs/x", (-1.0, 1.0))
+    shape = (8, 32 * request["steps_per_invoke"]) + tuple(
+        source.inputs[0].shape[2:]
+    )
+    rng = np.random.default_rng(0)
+    return rng.uniform(low, high, shape).astype(source.inputs[0].dtype)
 
 
 def _quantization(quantize, quantized):

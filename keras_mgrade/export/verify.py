@@ -10,11 +10,13 @@ and compares
   outputs, or the last step, for a pooled one): `max_abs_deviation`;
 - with the Keras step model (float32, or fake-quantized for a
   quantization-aware model) at every step: `max_abs_deviation_step`, and
-  in int8 steps of the output grid, `max_deviation_output_lsb`.
+  in steps of the integer output grid (int8 or int16),
+  `max_deviation_output_lsb`.
 
-It also reports, as `warnings`, quantization that saturates: an int8
-input or state at -128 or 127 for a large share of the check steps (the
-calibration did not cover what the check data reach).
+It also reports, as `warnings`, quantization that saturates: an integer
+input or state at the ends of its type (-128 or 127 in int8, -32768 or
+32767 in int16) for a large share of the check steps (the calibration
+did not cover what the check data reach).
 """
 
 import numpy as np
@@ -23,7 +25,7 @@ from keras_mgrade.export.micro import StreamingInterpreter
 from keras_mgrade.export.streaming import stream
 from keras_mgrade.export.streaming import streaming_model
 
-# A share of saturated int8 values above which the report warns.
+# A share of saturated integer values above which the report warns.
 SATURATION_WARNING = 0.05
 
 
@@ -64,7 +66,7 @@ def verify(
         arena: the file's arena size in bytes.
         k: the file's steps per invoke.
         host_pooling: bool, the file leaves the final pooling to the host.
-        quantize: None or `"int8"`.
+        quantize: None, `"int8"` or `"int16x8"`.
         user_model: the model as the user gave it, when `model` is a copy
             of it (a float32 copy of a mixed-precision model). Defaults to
             `model`.
@@ -92,7 +94,7 @@ def verify(
         "max_abs_deviation_step": step_deviation,
         "warnings": _warnings(saturation),
     }
-    if quantize == "int8" and output.quantization is not None:
+    if quantize is not None and output.quantization is not None:
         scale = output.quantization[0]
         result["max_deviation_output_lsb"] = round(step_deviation / scale, 3)
     return result
@@ -100,7 +102,7 @@ def verify(
 
 def _stream(flat, sequences, arena):
     """The file's float outputs `(n, timesteps, ...)` over `sequences`,
-    per int8 input/state the share of saturated values, and the file's
+    per integer input/state the share of saturated values, and the file's
     output tensor."""
     interp = StreamingInterpreter(flat, "tflm", arena)
     k = interp.steps_per_invoke
@@ -116,24 +118,29 @@ def _stream(flat, sequences, arena):
             x_file = interp.inputs[0].to_file(x[None], "check_data")
             values = [x_file] + list(interp.states)
             for i, v in enumerate(values):
-                if v.dtype == np.int8:
-                    counts[i] += np.sum((v == -128) | (v == 127))
+                if v.dtype in (np.int8, np.int16):
+                    info = np.iinfo(v.dtype)
+                    counts[i] += np.sum((v == info.min) | (v == info.max))
                     total[i] += v.size
             raw = interp.step_raw(x_file)
             ys.append(interp.outputs[0].from_file(raw[0])[0])
         outputs.append(np.stack(ys) if k == 1 else np.concatenate(ys))
+    dtypes = [t.dtype for t in interp.inputs]
     shares = {
-        name: counts[i] / total[i] for i, name in enumerate(names) if total[i]
+        name: (counts[i] / total[i], dtypes[i])
+        for i, name in enumerate(names)
+        if total[i]
     }
     return np.stack(outputs), shares, interp.outputs[0]
 
 
 def _warnings(saturation):
     return [
-        f"{name} saturates (int8 -128 or 127) in {100 * share:.1f} % of its "
-        "values over the check sequences: the calibration data do not "
-        "cover the range the check data reach"
-        for name, share in saturation.items()
+        f"{name} saturates ({dtype} {np.iinfo(dtype).min} or "
+        f"{np.iinfo(dtype).max}) in {100 * share:.1f} % of its values over "
+        "the check sequences: the calibration data do not cover the range "
+        "the check data reach"
+        for name, (share, dtype) in saturation.items()
         if share > SATURATION_WARNING
     ]
 

@@ -124,7 +124,7 @@ def _window_output(layer, window):
     y = ops.matmul(flat, kernel)
     if layer.use_bias:
         y = y + ops.cast(layer.bias, y.dtype)
-    y = points.activation(layer, "linear", y)
+    y = points.requantized(layer, "linear", y, (window, kernel))
     activation = streaming_ops.step_activation(
         layer.activation, f"{layer.name}.activation", owner=layer
     )

@@ -504,7 +504,9 @@ class DCLSConv1D(StreamingLayer):
             y = ops.depthwise_conv(padded, kernel[0], padding="valid")
             if self.use_bias:
                 y = y + ops.cast(self.bias, y.dtype)
-            return points.activation(self, "output", y), new_states
+            # DEPTHWISE_CONV_2D requantizes like MUL (per channel).
+            y = points.requantized(self, "output", y, (padded, kernel))
+            return y, new_states
         # Step t's window is padded[:, t : t + max_delay].
         windows = ops.stack(
             [padded[:, k : (k - span) or None] for k in range(span + 1)],
@@ -575,7 +577,8 @@ class DCLSConv1D(StreamingLayer):
         if self.use_bias:
             y = y + ops.cast(self.bias, y.dtype)
         y = ops.reshape(y, (-1, self.channels))
-        return points.activation(self, "output", y)
+        # DEPTHWISE_CONV_2D requantizes like MUL (per channel).
+        return points.requantized(self, "output", y, (window, kernel))
 
     def _step_kernel(self, residual):
         """The depthwise kernel `(1, max_delay, channels, 1)`, oldest

@@ -36,11 +36,14 @@ def _step_candidate(owner, x):
     requantized to the candidate's grid) and MAXIMUM, with no second
     FULLY_CONNECTED for a fused RELU. The shifted input shares the
     candidate's quantization point (MAXIMUM reads both inputs on its own
-    output grid); below it the maximum is the sigmoid anyway."""
+    output grid); below it the maximum is the sigmoid anyway. The
+    sigmoid's move to that grid is an int8 QUANTIZE, which rounds as a
+    requantization does (`points.requantized`)."""
     shifted = points.activation(owner, "g", x + 0.5)
     sig = points.activation(
         owner, "g_sigmoid", ops.sigmoid(x), points.SIGMOID_RANGE
     )
+    sig = points.requantized(owner, "g", sig, (sig,))
     return points.activation(owner, "g", ops.maximum(shifted, sig))
 
 
@@ -339,9 +342,14 @@ class MinGRUCell(keras.layers.Layer):
         z, g = fold_time(gates, inputs)
         h0 = ops.cast(h0, "float32")
 
+        def gate(z):
+            # Already on the logistic's grid (unchanged): marks it so
+            # that the update's product rounds as the int8 MUL does.
+            return points.activation(self, "z", z, fixed=points.SIGMOID_RANGE)
+
         def update(zg_t, states):
             h_prev = points.state(self, "h", states[0])
-            h = self._update(zg_t[0], zg_t[1], h_prev)
+            h = self._update(gate(zg_t[0]), zg_t[1], h_prev)
             return h, [h]
 
         h, (last,) = points.scan(
@@ -356,7 +364,7 @@ class MinGRUCell(keras.layers.Layer):
         # the same values (its points observed here), and the gradient
         # of each step with the previous state held fixed.
         h_prev = points.state(self, "h", previous)
-        local, diff, update, total = self._update_parts(z, g, h_prev)
+        local, diff, update, total = self._update_parts(gate(z), g, h_prev)
         a = (
             points.gradient_mask(self, "h", total, state=True)
             * points.gradient_mask(self, "h", previous, state=True)
@@ -381,14 +389,24 @@ class MinGRUCell(keras.layers.Layer):
         # (two FULLY_CONNECTED ops in the int8 file), so each gets its own
         # scale: the gate's only needs the logistic's input range, the
         # candidate's can be several times wider.
-        kernel = points.weight(self, "kernel", lambda: self.kernel, axis=-1)
-        pre_z = ops.matmul(inputs, kernel[:, : self.units])
-        pre_h = ops.matmul(inputs, kernel[:, self.units :])
+        # (Quantized per output channel, the two halves are the kernels
+        # of the two FULLY_CONNECTED ops.)
+        units = self.units
+        kernel_z = points.weight(
+            self, "kernel", lambda: self.kernel[:, :units], axis=-1
+        )
+        kernel_h = points.weight(
+            self, "kernel", lambda: self.kernel[:, units:], axis=-1
+        )
+        pre_z = ops.matmul(inputs, kernel_z)
+        pre_h = ops.matmul(inputs, kernel_h)
         if self.use_bias:
-            pre_z = pre_z + self.bias[: self.units]
-            pre_h = pre_h + self.bias[self.units :]
-        pre_z = points.activation(self, "pre_z", ops.cast(pre_z, "float32"))
-        pre_h = points.activation(self, "pre_h", ops.cast(pre_h, "float32"))
+            pre_z = pre_z + self.bias[:units]
+            pre_h = pre_h + self.bias[units:]
+        pre_z = ops.cast(pre_z, "float32")
+        pre_h = ops.cast(pre_h, "float32")
+        pre_z = points.requantized(self, "pre_z", pre_z, (inputs, kernel_z))
+        pre_h = points.requantized(self, "pre_h", pre_h, (inputs, kernel_h))
         return pre_z, pre_h
 
     def _gate_and_candidate(self, pre_z, pre_h):
@@ -402,10 +420,11 @@ class MinGRUCell(keras.layers.Layer):
 
     def _update_parts(self, z, g, h_prev):
         """`(h, diff, update, h_prev + update)`, the last three before
-        their quantization points."""
+        their quantization points (`z`: the gate at its point)."""
         diff = g - h_prev
-        update = z * points.activation(self, "diff", diff)
-        total = h_prev + points.activation(self, "update", update)
+        diff_q = points.activation(self, "diff", diff)
+        update = z * diff_q
+        total = h_prev + points.requantized(self, "update", update, (z, diff_q))
         return points.state(self, "h", total), diff, update, total
 
     def get_initial_state(self, batch_size=None):

@@ -16,14 +16,28 @@ from keras_mgrade.core.registry import register_streaming
 from keras_mgrade.core.registry import size
 
 # Activations with an exact TFLite Micro int8 lowering, written as
-# `fn(x, q)`: `q(name, tensor, fixed=None)` marks each tensor the int8 graph
-# stores (a quantization point; the identity for float streaming).
+# `fn(x, q)`: `q(name, tensor, fixed=None, inputs=None)` marks each tensor
+# the int8 graph stores (a quantization point; the identity for float
+# streaming); `inputs` names the two factors of a tensor an int8 MUL
+# computes (see `points.requantized`).
 _SIG = points.SIGMOID_RANGE
 
 
 def _hard_swish(x, q):
     shifted = q("shift", x + 3.0)
-    return q("output", q("product", x * q("relu6", ops.relu6(shifted))) / 6.0)
+    relu6 = q("relu6", ops.relu6(shifted))
+    return q("output", q("product", x * relu6, inputs=(x, relu6)) / 6.0)
+
+
+def _swish(x, q):
+    sig = q("sigmoid", ops.sigmoid(x), _SIG)
+    return q("output", x * sig, inputs=(x, sig))
+
+
+def _sigmoid_gelu(x, q):
+    # x * sigmoid(1.702 x), as keras_mgrade.activations.
+    sig = q("sigmoid", ops.sigmoid(q("scaled", 1.702 * x)), _SIG)
+    return q("output", x * sig, inputs=(x, sig))
 
 
 _STEP_ACTIVATIONS = {
@@ -33,15 +47,11 @@ _STEP_ACTIVATIONS = {
     "sigmoid": lambda x, q: q("output", ops.sigmoid(x), _SIG),
     "tanh": lambda x, q: q("output", ops.tanh(x), points.TANH_RANGE),
     "softmax": lambda x, q: q("output", ops.softmax(x, axis=-1), _SIG),
-    "silu": lambda x, q: q("output", x * q("sigmoid", ops.sigmoid(x), _SIG)),
-    "swish": lambda x, q: q("output", x * q("sigmoid", ops.sigmoid(x), _SIG)),
+    "silu": _swish,
+    "swish": _swish,
     "hard_silu": _hard_swish,
     "hard_swish": _hard_swish,
-    # sigmoid_gelu: x * sigmoid(1.702 x), as keras_mgrade.activations.
-    "sigmoid_gelu": lambda x, q: q(
-        "output",
-        x * q("sigmoid", ops.sigmoid(q("scaled", 1.702 * x)), _SIG),
-    ),
+    "sigmoid_gelu": _sigmoid_gelu,
     "leaky_relu": lambda x, q: q("output", ops.leaky_relu(x)),
 }
 
@@ -80,8 +90,11 @@ def step_activation(activation, where="activation", owner=None):
             f"{hint}"
         )
 
-    def q(name, x, fixed=None):
-        return points.activation(owner, f"{where}.{name}", x, fixed=fixed)
+    def q(name, x, fixed=None, inputs=None):
+        name = f"{where}.{name}"
+        if inputs is not None:
+            return points.requantized(owner, name, x, inputs)
+        return points.activation(owner, name, x, fixed=fixed)
 
     return lambda x: fn(x, q)
 
@@ -103,32 +116,40 @@ def layer_norm(x, layer):
         The normalised tensor, in the dtype of `x`.
     """
     dtype = x.dtype
+    source = x  # the tensor an earlier quantization point returned
     x = ops.cast(x, "float32")
+    n = int(x.shape[-1])
 
     def q(name, value):
         return points.activation(layer, name, value)
 
+    def mul(name, a, b, inputs=None):  # an int8 MUL of points a and b
+        inputs = (a, b) if inputs is None else inputs
+        return points.requantized(layer, name, a * b, inputs)
+
+    def mean(name, value, inputs):
+        value = ops.mean(value, axis=-1, keepdims=True)
+        return points.requantized(layer, name, value, inputs, count=n)
+
     def w(name):
         value = getattr(layer, name)
-        return points.weight(layer, name, lambda: ops.cast(value, "float32"))
+        return points.operand(layer, name, lambda: ops.cast(value, "float32"))
 
     if isinstance(layer, keras.layers.RMSNormalization):
-        mean_square = q(
-            "mean_square",
-            ops.mean(q("square", x * x), axis=-1, keepdims=True),
-        )
+        square = mul("square", x, x, (source, source))
+        mean_square = mean("mean_square", square, (square,))
         inv = q("rsqrt", _inverse_root(mean_square, layer))
-        y = q("normalized", x * inv)
-        y = q("output", y * w("scale"))
+        y = mul("normalized", x, inv, (source, inv))
+        y = mul("output", y, w("scale"))
         return ops.cast(y, dtype)
-    mean = q("mean", ops.mean(x, axis=-1, keepdims=True))
-    centered = q("centered", x - mean)
-    square = q("square", centered * centered)
-    variance = q("variance", ops.mean(square, axis=-1, keepdims=True))
+    mu = mean("mean", x, (source,))
+    centered = q("centered", x - mu)
+    square = mul("square", centered, centered)
+    variance = mean("variance", square, (square,))
     inv = q("rsqrt", _inverse_root(variance, layer))
-    y = q("normalized", centered * inv)
+    y = mul("normalized", centered, inv)
     if layer.scale:
-        y = q("scaled", y * w("gamma"))
+        y = mul("scaled", y, w("gamma"))
     if layer.center:
         y = q("output", y + w("beta"))
     return ops.cast(y, dtype)
@@ -147,30 +168,106 @@ def _inverse_root(variance, layer):
     return ops.rsqrt(ops.maximum(variance, layer.epsilon))
 
 
-def dense(x, layer, input_scale=1.0, output_scale=1.0):
+def dense(
+    x,
+    layer,
+    input_scale=1.0,
+    output_scale=1.0,
+    input_affine=None,
+    output_affine=None,
+):
     """`keras.layers.Dense` on a `(batch, features)` input, with its
     activation in step form.
 
     The scales fold factors into the weights, exactly: the input is
     `input_scale` times the layer's usual input, and the result (before
     the activation) is `output_scale` times the layer's usual result.
+    The affines fold per-channel maps into the kernel and the bias. They
+    are functions returning `(scale, shift)` (called inside the weight
+    hooks, so that an exporter evaluates them into constants): with
+    `input_affine` giving `(a, b)` the layer's usual input is
+    `(x / input_scale) * a + b`, with `output_affine` giving `(c, d)` the
+    result (before the activation) is `(usual_result * c + d) *
+    output_scale`. A folded normalisation (`batch_norm_affine`) so costs
+    no operator.
     """
     factor = output_scale / input_scale
 
     def kernel_fn():
-        kernel = ops.cast(layer.kernel, x.dtype)
+        kernel = ops.cast(layer.kernel, "float32")
+        if input_affine is not None:
+            kernel = kernel * ops.expand_dims(input_affine()[0], -1)
+        if output_affine is not None:
+            kernel = kernel * output_affine()[0]
+        kernel = ops.cast(kernel, x.dtype)
         return kernel if factor == 1.0 else kernel * factor
 
     kernel = points.weight(layer, "kernel", kernel_fn, axis=-1)
     y = ops.matmul(x, kernel)
-    if layer.use_bias:
-        bias = ops.cast(layer.bias, y.dtype)
-        y = y + (bias if output_scale == 1.0 else bias * output_scale)
-    y = points.activation(layer, "linear", y)
+    if input_affine is None and output_affine is None:
+        if layer.use_bias:
+            bias = ops.cast(layer.bias, y.dtype)
+            y = y + (bias if output_scale == 1.0 else bias * output_scale)
+    else:
+
+        def bias_fn():
+            bias = ops.zeros((layer.units,), "float32")
+            if layer.use_bias:
+                bias = ops.cast(layer.bias, "float32")
+            if input_affine is not None:
+                kernel = ops.cast(layer.kernel, "float32")
+                bias = bias + ops.matmul(input_affine()[1], kernel)
+            if output_affine is not None:
+                scale, shift = output_affine()
+                bias = bias * scale + shift
+            return ops.cast(bias * output_scale, y.dtype)
+
+        y = y + points.folded(bias_fn)
+    # FULLY_CONNECTED requantizes like MUL (per output channel).
+    y = points.requantized(layer, "linear", y, (x, kernel))
     fn = step_activation(
         layer.activation, f"{layer.name}.activation", owner=layer
     )
     return fn(y)
+
+
+def batch_norm_affine(layer):
+    """The inference-time map of a `keras.layers.BatchNormalization` as a
+    per-channel affine `x * scale + shift`.
+
+    `scale = gamma / sqrt(moving_variance + epsilon)` and `shift = beta -
+    moving_mean * scale` (float32 tensors of the channel width): what the
+    layer computes outside training, folded into two constants.
+    """
+    variance = ops.cast(layer.moving_variance, "float32")
+    scale = ops.rsqrt(variance + layer.epsilon)
+    if layer.scale:
+        scale = scale * ops.cast(layer.gamma, "float32")
+    shift = -ops.cast(layer.moving_mean, "float32") * scale
+    if layer.center:
+        shift = shift + ops.cast(layer.beta, "float32")
+    return scale, shift
+
+
+def batch_norm(x, layer):
+    """`keras.layers.BatchNormalization` over the last axis at inference:
+    one MUL and one ADD by constants (`batch_norm_affine`), no MEAN or
+    RSQRT. The scale is a per-tensor int8 weight (point `"scale"`).
+
+    Args:
+        x: tensor `(..., features)`.
+        layer: a built `BatchNormalization` over the last axis.
+
+    Returns:
+        The normalised tensor, in the dtype of `x`.
+    """
+    dtype = x.dtype
+    x = ops.cast(x, "float32")
+    scale = points.weight(layer, "scale", lambda: batch_norm_affine(layer)[0])
+    shift = points.folded(lambda: batch_norm_affine(layer)[1])
+    y = points.activation(layer, "scaled", x * scale)
+    y = points.activation(layer, "output", y + shift)
+    return ops.cast(y, dtype)
 
 
 def check_norm(layer):
@@ -193,6 +290,28 @@ def check_norm(layer):
         raise ValueError(
             "LayerNormalization(rms_scaling=True) is deprecated in Keras and "
             "is not streamed; use keras.layers.RMSNormalization. Received: "
+            f"layer {layer.name!r}"
+        )
+
+
+def check_batch_norm(layer):
+    """Raises a ValueError unless `layer` normalizes each feature (the last
+    axis of its input): its inference map is then one affine per feature."""
+    axis = layer.axis if isinstance(layer.axis, (list, tuple)) else [layer.axis]
+    try:
+        rank = len(layer.input.shape)
+    except (AttributeError, ValueError):
+        rank = None
+    last = [-1] if rank is None else [-1, rank - 1]
+    if len(axis) != 1 or axis[0] not in last:
+        raise ValueError(
+            "Only BatchNormalization of the feature axis (the last axis) can "
+            f"be streamed. Received: axis={layer.axis} for layer "
+            f"{layer.name!r}"
+        )
+    if getattr(layer, "renorm", False):
+        raise ValueError(
+            "BatchNormalization(renorm=True) is not streamed. Received: "
             f"layer {layer.name!r}"
         )
 
@@ -235,6 +354,12 @@ def _norm_cost(layer, nbytes):
     width = int(layer.weights[0].shape[-1]) if layer.weights else 0
     # x - mean, its square, and the result.
     return LayerCost(n, n * nbytes, 0, 3 * width)
+
+
+def _batch_norm_cost(layer, nbytes):
+    width = int(layer.moving_mean.shape[-1])
+    # The folded scale and shift; x * scale and the result.
+    return LayerCost(2 * width, 2 * width * nbytes, 0, 2 * width)
 
 
 def _embedding_cost(layer, nbytes):
@@ -297,6 +422,13 @@ for _norm in (keras.layers.LayerNormalization, keras.layers.RMSNormalization):
         quantized_inside=True,
         check=check_norm,
     )
+register_streaming(
+    keras.layers.BatchNormalization,
+    step=_stateless(lambda layer, x: batch_norm(x, layer)),
+    cost=_batch_norm_cost,
+    quantized_inside=True,
+    check=check_batch_norm,
+)
 register_streaming(
     keras.layers.Activation,
     step=_stateless(_activation_step),

@@ -18,7 +18,8 @@ class QuantizeConfig:
             output channel for matrix products and convolutions, per tensor
             for the constants of elementwise products). Defaults to `8`.
         activation_bits: int in `[2, 16]`, bits of the activations and
-            states (asymmetric, per tensor). Defaults to `8`.
+            states (asymmetric, per tensor; 16 bits symmetric with zero
+            point 0, as TFLite's int16 activations). Defaults to `8`.
         ranges: dict `{point name: (min, max)}` of fixed ranges (`min <= 0
             <= max`, `min < max`) that replace the learned ones; a name
             matches every point of the layer whose name ends with it, e.g.
@@ -31,7 +32,8 @@ class QuantizeConfig:
             track the activation ranges during training. Defaults to
             `0.99`.
 
-    Only 8-bit weights and activations export to an int8 TFLite file;
+    8-bit weights and activations export to an int8 TFLite file, 8-bit
+    weights and 16-bit activations to a 16x8 one (`quantize="int16x8"`);
     other bit widths are for training studies.
 
     Example:

@@ -1,5 +1,7 @@
 """`quantize_model`: quantization-aware training of a streaming model."""
 
+import types
+
 import keras
 import numpy as np
 from keras import ops
@@ -51,6 +53,46 @@ def _torch_fake_quant(x, nudged, gradient):
     return q + (x - x.detach()) * mask
 
 
+# The output ranges the int8 LOGISTIC/SOFTMAX and TANH kernels impose; in
+# 16x8 the int16 kernels write scale 1/32768, zero point 0 instead.
+_KERNEL_RANGES = (points.SIGMOID_RANGE, points.TANH_RANGE)
+_INT16_KERNEL_MAX = 32767.0 / 32768.0
+
+
+def _fake_quant_activation(x, low, high, bits, kernel=False):
+    """An activation on its integer grid. 16-bit activations are symmetric
+    with zero point 0, as TFLite's int16 activations (16x8): the range is
+    `[-m, m]`, `m = max(|low|, |high|)`, on 65535 levels (scale `m /
+    32767`, what the converter writes), or the int16 kernel's own grid
+    (1/32768) for a `kernel` range of LOGISTIC, SOFTMAX or TANH."""
+    if bits != 16:
+        return _fake_quant(x, low, high, bits)
+    if kernel:
+        m = _INT16_KERNEL_MAX
+    else:
+        m = ops.maximum(ops.maximum(ops.abs(low), ops.abs(high)), 1e-8)
+        m = ops.stop_gradient(m)
+    return _fake_quant(x, -m, m, bits, narrow_range=True)
+
+
+def _tracing():
+    """Whether TensorFlow traces a graph now (the converter's trace, as
+    opposed to running the export step eagerly as a reference)."""
+    if keras.backend.backend() != "tensorflow":
+        return False
+    import tensorflow as tf
+
+    return not tf.executing_eagerly()
+
+
+def _eager_range_table(model):
+    """`model.range_table()` read outside the graph being traced."""
+    import tensorflow as tf
+
+    with tf.init_scope():
+        return model.range_table()
+
+
 def _quantize_weight(w, axis, bits):
     # Symmetric with the largest magnitude as the range ("last value"):
     # the grid TFLite uses for int8 weights (scale = max|w| / 127).
@@ -74,6 +116,45 @@ def _quantize_weight(w, axis, bits):
     return ops.moveaxis(q, -1, axis)
 
 
+def _quantize_operand(w, bits):
+    # Per tensor over [min(w, 0), max(w, 0)]: the grid the converter gives
+    # a constant operand of an elementwise MUL or ADD. The fake-quantized
+    # values span the nudged range exactly, so the converter, which
+    # measures the constant's own min and max, finds the same grid.
+    w = ops.convert_to_tensor(w, "float32")
+    low = ops.stop_gradient(ops.minimum(ops.min(w), 0.0))
+    high = ops.stop_gradient(ops.maximum(ops.max(w), 0.0))
+    high = ops.maximum(high, low + 1e-8)
+    return _fake_quant(w, low, high, bits)
+
+
+def _weight_scale(w, axis, bits):
+    """The scale of symmetric quantized weights `w`: per tensor, or per
+    channel along `axis` (a vector, for the last axis of a product)."""
+    levels = float((1 << (bits - 1)) - 1)
+    w = ops.stop_gradient(w)
+    if axis is None:
+        return ops.maximum(ops.max(ops.abs(w)), 1e-8) / levels
+    w = ops.moveaxis(w, axis, -1)
+    m = ops.max(ops.abs(ops.reshape(w, (-1, w.shape[-1]))), axis=0)
+    return ops.maximum(m, 1e-8) / levels
+
+
+def _grid(low, high, bits):
+    """`(scale, nudged low, nudged high)` of a fake-quant range, as
+    `keras.quantizers.fake_quant_with_min_max_vars` nudges it."""
+    levels = float((1 << bits) - 1)
+    low = ops.convert_to_tensor(low, "float32")
+    high = ops.convert_to_tensor(high, "float32")
+    scale = (high - low) / levels
+    zero = ops.round(ops.clip(-low / scale, 0.0, levels))
+    return scale, -zero * scale, (levels - zero) * scale
+
+
+def _round_half_away(x):
+    return ops.sign(x) * ops.floor(ops.abs(x) + 0.5)
+
+
 class QuantizationScope(points.Scope):
     """The fake quantization of one run of the step graph.
 
@@ -81,6 +162,12 @@ class QuantizationScope(points.Scope):
     current ranges and records each point's min/max, `"infer"` and
     `"export"` fake-quantize with the frozen ranges (`"export"` also folds
     the quantized weights into constants for the TFLite converter).
+
+    With 16-bit activations, `"export"` traced by TensorFlow leaves the
+    activations in float (its converter cannot read 16-bit fake-quant
+    ops) and records in `model.traced_ranges` the symmetric range `m` of
+    each traced tensor, by graph name, for the 16x8 exporter to impose;
+    run eagerly (the exporter's reference) it fake-quantizes.
     """
 
     def __init__(self, model, mode):
@@ -94,6 +181,11 @@ class QuantizationScope(points.Scope):
         self.observed = {}
         self.nudges = {}
         self.no_gradient = False  # see `scan`
+        if mode == "export" and keras.backend.backend() == "tensorflow":
+            self.table = _eager_range_table(model)
+        # id(tensor) -> (tensor, low, high): the grid of each tensor a
+        # point returned in this run (read by `requantized`).
+        self.grids = {}
         if mode != "discover":
             # Copies: the ranges are updated in place after the scan.
             self.ranges = ops.copy(ops.convert_to_tensor(model.ranges))
@@ -122,24 +214,109 @@ class QuantizationScope(points.Scope):
         bits = config.activation_bits
         key = self.model.aliases.get(key, key)
         fixed = self.model.points[key] if fixed is None else fixed
+        if self.exports and bits == 16 and _tracing():
+            return self._trace_int16(x, key, fixed)
         if fixed is not None:
-            return self._quantize(key, x, fixed[0], fixed[1], bits)
+            if self._calibrating():
+                return x
+            kernel = tuple(fixed) in _KERNEL_RANGES
+            q = self._quantize(key, x, fixed[0], fixed[1], bits, kernel)
+            return self._remember(q, *_grid(fixed[0], fixed[1], bits))
         index = self.model.point_index(key)
         if self.mode == "train":
             self._observe(key, ops.min(x), ops.max(x))
-        q = self._quantize(
-            key, x, self.ranges[index, 0], self.ranges[index, 1], bits
-        )
-        if self.mode == "export":
-            return q
-        # Before the first training batch the ranges are not known yet.
-        if self.ready_now is not None:
-            return q if self.ready_now else x
-        return ops.where(self.ready, q, x)
+        low, high = self.ranges[index, 0], self.ranges[index, 1]
+        q = self._quantize(key, x, low, high, bits)
+        if self.mode != "export":
+            # Before the first training batch the ranges are not known yet.
+            if self.ready_now is not None:
+                q = q if self.ready_now else x
+            else:
+                q = ops.where(self.ready, q, x)
+        return self._remember(q, *_grid(low, high, bits))
 
-    def _quantize(self, key, x, low, high, bits):
-        if keras.backend.backend() != "torch":
-            return _fake_quant(x, low, high, bits)
+    def same_grid(self, new, old):
+        if id(old) in self.grids:
+            self.grids[id(new)] = (new,) + self.grids[id(old)][1:]
+
+    def _remember(self, q, scale, low=None, high=None):
+        """Keeps the grid of tensor `q`: its scale (per tensor, or per
+        channel along the last axis) and, for an activation, its nudged
+        range."""
+        self.grids[id(q)] = (q, scale, low, high)
+        return q
+
+    def requantized(self, owner, name, x, inputs, count=1):
+        """`activation`, rounded as TFLite Micro's int8 kernels round it:
+        a product of the two `inputs` (MUL, FULLY_CONNECTED,
+        DEPTHWISE_CONV_2D: the second input is the weight, its scale per
+        output channel), a MEAN of `inputs[0]` over `count` values, or
+        (one input, `count=1`) a QUANTIZE onto this point's grid.
+
+        The kernels requantize their int32 accumulator (the bias rounded
+        to its grid) with `MultiplyByQuantizedMultiplier`: for a real
+        multiplier `M = m 2**-r` (`m` in `[0.5, 1)`, `r > 0`) they round
+        `value * 2**r` to an integer first, then divide by `2**r`,
+        rounding halves away from zero. A MEAN folds `1/count` into its
+        multiplier (`r` from the scale ratio and `log2(count)`). The
+        float fake quantization rounds once; this rounds twice, with a
+        straight-through gradient (that of the fake quantization). When
+        the step graph is traced for the converter the plain fake
+        quantization is kept (the converter reads its range; the file's
+        kernel rounds). An input that no point returned in this run
+        leaves the plain fake quantization."""
+        if self.exports and _tracing():
+            # The converter reads the plain fake quantization's range; a
+            # move of one tensor onto another grid (a QUANTIZE) it
+            # inserts itself where an operator needs it.
+            if len(inputs) == 1 and count == 1:
+                return x
+            return self.activation(owner, name, x)
+        q = self.activation(owner, name, x)
+        config = self._config()
+        if self.mode == "discover" or config.skip:
+            return q
+        grids = [self.grids.get(id(t)) for t in (q, *inputs)]
+        if any(g is None for g in grids) or config.activation_bits != 8:
+            return q
+        _, scale, low, high = grids[0]
+        unit = 1.0  # the scale of the kernel's int32 accumulator
+        for g in grids[1:]:
+            unit = unit * g[1]
+        unit = ops.stop_gradient(unit)
+        exponent = ops.floor(ops.log2(unit / scale)) + 1.0  # frexp's
+        if count > 1:
+            shift = min(int(count).bit_length() - 1, 32)
+            right = ops.maximum(shift - exponent, 0.0)
+            unit = unit / float(count)
+        else:
+            right = ops.maximum(-exponent, 0.0)
+        # The accumulator (a bias rounded to its grid, as the file
+        # stores it), then the two roundings of the requantization.
+        acc = _round_half_away(ops.stop_gradient(ops.cast(x, "float32")) / unit)
+        step = ops.power(2.0, right)
+        first = _round_half_away(acc * ops.stop_gradient(unit / scale * step))
+        coarse = _round_half_away(first / step)
+        exact = ops.clip(coarse * scale, low, high)
+        out = q + ops.stop_gradient(ops.where(q == x, 0.0, exact - q))
+        return self._remember(out, scale, low, high)
+
+    def _trace_int16(self, x, key, fixed):
+        """Records the symmetric 16-bit range of `x` under its graph name
+        (the first point marking a tensor decides) and returns `x`."""
+        if fixed is not None and tuple(fixed) in _KERNEL_RANGES:
+            m = _INT16_KERNEL_MAX
+        else:
+            low, high = fixed if fixed is not None else self.table[key]
+            m = max(abs(low), abs(high), 1e-8)
+        name = getattr(x, "name", None)
+        if name:
+            self.model.traced_ranges.setdefault(name.split(":")[0], m)
+        return x
+
+    def _quantize(self, key, x, low, high, bits, kernel=False):
+        if bits == 16 or keras.backend.backend() != "torch":
+            return _fake_quant_activation(x, low, high, bits, kernel=kernel)
         # PyTorch runs every operation eagerly: the arithmetic and the
         # straight-through gradient of fake_quant_with_min_max_vars, with
         # the nudged range computed once per point and no gradient
@@ -209,7 +386,15 @@ class QuantizationScope(points.Scope):
         else:
             index = self.model.point_index(key)
             low, high = self.ranges[index, 0], self.ranges[index, 1]
-        low, high = _nudged(low, high, config.activation_bits)
+        if config.activation_bits == 16:
+            # Symmetric, zero point 0 (`_fake_quant_activation`).
+            if fixed is not None and tuple(fixed) in _KERNEL_RANGES:
+                m = ops.convert_to_tensor(_INT16_KERNEL_MAX)
+            else:
+                m = ops.maximum(ops.maximum(ops.abs(low), ops.abs(high)), 1e-8)
+            low, high = _nudged(-m, m, 16, narrow_range=True)
+        else:
+            low, high = _nudged(low, high, config.activation_bits)
         mask = ops.cast(ops.logical_and(x >= low, x <= high), ops.dtype(x))
         if fixed is not None or self.mode == "export":
             return mask
@@ -235,14 +420,35 @@ class QuantizationScope(points.Scope):
 
     def weight(self, owner, name, fn, axis):
         config = self._config()
-        if config.skip or self.mode == "discover":
+        if config.skip or self.mode == "discover" or self._calibrating():
             return fn()
         bits = config.weight_bits
         if self.mode == "export":
             # Evaluated eagerly: the converter receives the quantized
             # weights as constants and quantizes them to the same grid.
-            return points.constant(lambda: _quantize_weight(fn(), axis, bits))
-        return _quantize_weight(fn(), axis, bits)
+            q = points.constant(lambda: _quantize_weight(fn(), axis, bits))
+        else:
+            q = _quantize_weight(fn(), axis, bits)
+        return self._remember(q, _weight_scale(q, axis, bits))
+
+    def operand(self, owner, name, fn):
+        config = self._config()
+        if config.skip or self.mode == "discover" or self._calibrating():
+            return fn()
+        bits = config.weight_bits
+        if self.mode == "export":
+            q = points.constant(lambda: _quantize_operand(fn(), bits))
+        else:
+            q = _quantize_operand(fn(), bits)
+        # The quantized values span the nudged range: its grid.
+        low = ops.stop_gradient(ops.minimum(ops.min(q), 0.0))
+        high = ops.stop_gradient(ops.maximum(ops.max(q), low + 1e-8))
+        return self._remember(q, (high - low) / float((1 << bits) - 1))
+
+    def _calibrating(self):
+        # `QuantizedModel.calibrate` observes the float model, as the
+        # converter's post-training calibration does.
+        return getattr(self.model, "_calibration", None) is not None
 
     def merge(self, low, high):
         """`low`/`high` (one entry per learned point) updated with this
@@ -267,8 +473,9 @@ class QuantizedModel(keras.Model, core.QuantizedSteps):
     over the time axis, with fake quantization
     (`keras.quantizers.fake_quant_with_min_max_vars`, straight-through
     gradients) at every quantization point of that graph: weights
-    symmetric per output channel; activations per tensor, asymmetric,
-    with ranges tracked by a moving average of each batch's min/max during
+    symmetric per output channel; activations per tensor, asymmetric
+    (symmetric with zero point 0 at 16 bits, for a 16x8 file), with
+    ranges tracked by a moving average of each batch's min/max during
     training and frozen at inference; each recurrent state (the
     convolution FIFO, the MinGRU `h`) with one range shared by its input
     and output. The output is the source model's: for a classifier with
@@ -324,6 +531,8 @@ class QuantizedModel(keras.Model, core.QuantizedSteps):
         self.aliases = {}
         self.learned_points = None
         self._index = None
+        # {graph tensor name: m} of the last 16-bit export trace.
+        self.traced_ranges = {}
 
     def layer_config(self, layer_name):
         return self.layer_configs.get(layer_name, self._default)
@@ -338,12 +547,31 @@ class QuantizedModel(keras.Model, core.QuantizedSteps):
 
     def check_exportable(self, quantize):
         """Raises a ValueError if the learned ranges cannot make a
-        `quantize` file (not trained yet, or not 8-bit)."""
+        `quantize` file: not trained yet, or bit widths other than the
+        file's (`"int8"`: 8-bit weights and activations; `"int16x8"`:
+        8-bit weights, 16-bit activations)."""
+        bits = _FILE_BITS.get(quantize, (8, 8))
+        names = [INPUTS] + [layer.name for layer in self.source.layers]
+        for name in names:
+            config = self.layer_config(name)
+            if (config.weight_bits, config.activation_bits) != bits:
+                hint = (
+                    " (QuantizeConfig(activation_bits=16))"
+                    if quantize == "int16x8"
+                    else ""
+                )
+                raise ValueError(
+                    f"A quantize={quantize!r} file needs {bits[0]}-bit "
+                    f"weights and {bits[1]}-bit activations in every layer"
+                    f"{hint}. Received: layer {name!r} with weight_bits="
+                    f"{config.weight_bits}, activation_bits="
+                    f"{config.activation_bits}"
+                )
         if not self.built or not float(ops.convert_to_numpy(self.initialized)):
             raise ValueError(
                 "The quantization-aware model has no learned ranges yet: "
-                "train it (fit) before exporting it to int8. Received: model "
-                f"{self.name!r}"
+                f"train it (fit) before exporting it to {quantize}. "
+                f"Received: model {self.name!r}"
             )
         table = self.range_table()
         empty = {k: v for k, v in table.items() if not v[1] > v[0]}
@@ -353,14 +581,6 @@ class QuantizedModel(keras.Model, core.QuantizedSteps):
                 "or constant data?): the int8 file would be broken. "
                 f"Received: ranges {dict(list(empty.items())[:3])}"
             )
-        for name, config in self.layer_configs.items():
-            if (config.weight_bits, config.activation_bits) != (8, 8):
-                raise ValueError(
-                    "An int8 file needs 8-bit weights and activations. "
-                    f"Received: config[{name!r}] with weight_bits="
-                    f"{config.weight_bits}, activation_bits="
-                    f"{config.activation_bits}"
-                )
 
     def point_index(self, key):
         return self._index[key]
@@ -457,7 +677,73 @@ class QuantizedModel(keras.Model, core.QuantizedSteps):
             return ys[:, -1]
         return ys
 
+    def calibrate(self, data, batch_size=32):
+        """Sets every learned range from a pass over `data`, as
+        post-training quantization does.
+
+        The float model (nothing fake-quantized) runs over whole
+        input sequences, and each point's range becomes the min/max it
+        takes over all of `data` (widened to include 0). Training then
+        starts from the ranges of the post-training int8 file instead of
+        the first batch's, and the moving averages continue from them.
+
+        Args:
+            data: array `(samples, timesteps, features)` of whole input
+                sequences (e.g. a few dozen training sequences).
+            batch_size: int, sequences per forward pass. Defaults to `32`.
+
+        Returns:
+            This model.
+        """
+        x = np.asarray(data)
+        expected = tuple(self.source.inputs[0].shape[2:])
+        if (
+            x.ndim != 3
+            or len(x) == 0
+            or x.shape[1] == 0
+            or x.shape[2:] != expected
+            or not np.issubdtype(x.dtype, np.number)
+        ):
+            raise ValueError(
+                "data must be a non-empty numeric array (samples, timesteps, "
+                f"{', '.join(str(d) for d in expected)}) of whole input "
+                f"sequences. Received: data with shape {x.shape} and dtype "
+                f"{x.dtype}"
+            )
+        if not np.all(np.isfinite(x)):
+            raise ValueError(
+                "data must be finite (NaN or infinite values would make "
+                "every range infinite). Received: data with "
+                f"{int(np.sum(~np.isfinite(x)))} non-finite values"
+            )
+        batch_size = _check_batch_size(batch_size)
+        if not self.learned_points:
+            self.initialized.assign(1.0)
+            return self
+        self.initialized.assign(0.0)  # observe in float
+        self._calibration = types.SimpleNamespace(low=None, high=None)
+        try:
+            for start in range(0, len(x), batch_size):
+                self(x[start : start + batch_size], training=True)
+            low, high = self._calibration.low, self._calibration.high
+        finally:
+            self._calibration = None
+        low = np.minimum(ops.convert_to_numpy(low), 0.0)
+        high = np.maximum(ops.convert_to_numpy(high), 0.0)
+        high = np.maximum(high, low + 1e-6)
+        self.ranges.assign(np.stack([low, high], axis=1).astype("float32"))
+        self.initialized.assign(1.0)
+        return self
+
     def _update_ranges(self, low, high):
+        calibration = getattr(self, "_calibration", None)
+        if calibration is not None:
+            # A calibration pass: the overall min/max, no moving average.
+            if calibration.low is not None:
+                low = ops.minimum(low, calibration.low)
+                high = ops.maximum(high, calibration.high)
+            calibration.low, calibration.high = low, high
+            return
         low = ops.minimum(low, 0.0)
         high = ops.maximum(ops.maximum(high, 0.0), low + 1e-6)
         old = ops.copy(ops.convert_to_tensor(self.ranges))
@@ -516,6 +802,8 @@ class QuantizedModel(keras.Model, core.QuantizedSteps):
 
 
 _DEFAULT = QuantizeConfig()
+# (weight bits, activation bits) of each file type.
+_FILE_BITS = {"int8": (8, 8), "int16x8": (8, 16)}
 
 
 def _resolve_config(model, config):
@@ -546,7 +834,15 @@ def _resolve_config(model, config):
     return resolved
 
 
-def quantize_model(model, config=None):
+def _check_batch_size(value):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(
+            f"batch_size must be a positive int. Received: batch_size={value!r}"
+        )
+    return value
+
+
+def quantize_model(model, config=None, calibration_data=None):
     """A quantization-aware-training copy of a streamable sequence model.
 
     The returned `QuantizedModel` shares the weights of `model` (train it
@@ -554,7 +850,9 @@ def quantize_model(model, config=None):
     graph with fake quantization at every point where the int8 TFLite
     file quantizes, and learns the activation ranges during `fit`.
     `keras_mgrade.export.export_tflite(qat_model, path, quantize="int8")`
-    then writes an int8 file from those ranges, without calibration data.
+    then writes an int8 file from those ranges, without calibration data
+    (`quantize="int16x8"` for a model with
+    `QuantizeConfig(activation_bits=16)`).
 
     Args:
         model: a built sequence `keras.Model` that `streaming_model`
@@ -563,6 +861,12 @@ def quantize_model(model, config=None):
             `QuantizeConfig` for every layer, or a dict `{layer name:
             QuantizeConfig}`; a name that is not a layer of `model` (or
             `"inputs"`) raises a ValueError.
+        calibration_data: `None`, or whole input sequences `(samples,
+            timesteps, features)` from which every learned range starts
+            (`QuantizedModel.calibrate`): the QAT model then starts as the
+            post-training int8 file and fine-tuning moves on from there.
+            Recommended (a few dozen training sequences). Defaults to
+            `None` (the first training batch sets the ranges).
 
     Returns:
         A built `QuantizedModel`.
@@ -589,6 +893,8 @@ def quantize_model(model, config=None):
         )
     qat = QuantizedModel(model, config)
     qat.build(model.inputs[0].shape)
+    if calibration_data is not None:
+        qat.calibrate(calibration_data)
     return qat
 
 

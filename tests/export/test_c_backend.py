@@ -62,8 +62,9 @@ def _data(n=16, timesteps=96, features=2):
 
 def _mixed_blocks():
     """One model whose blocks cover the block options: RMS norm without
-    convolution, no norm without recurrence or MLP, max_delay 1, and the
-    MLP activations that add operators (TANH, HARD_SWISH, LEAKY_RELU)."""
+    convolution, no norm without recurrence or MLP, max_delay 1, the
+    MLP activations that add operators (TANH, HARD_SWISH, LEAKY_RELU),
+    and batch norms (folded, with and without the MLP)."""
     inputs = keras.Input((None, 2))
     x = keras.layers.Dense(8)(inputs)
     options = [
@@ -71,11 +72,22 @@ def _mixed_blocks():
         dict(norm=None, use_recurrence=False, mlp_ratio=0),
         dict(max_delay=1, kernel_taps=1, mlp_activation="hard_silu"),
         dict(mlp_activation="leaky_relu", norm="layer"),
+        dict(norm="batch"),
+        dict(norm="batch", mlp_ratio=0, use_conv=False),
     ]
+    blocks = []
     for i, kw in enumerate(options):
         kw = {"kernel_taps": 2, "max_delay": 6, "seed": i, **kw}
-        x = MGRADE(8, name=f"block_{i}", **kw)(x)
+        blocks.append(MGRADE(8, name=f"block_{i}", **kw))
+        x = blocks[-1](x)
     outputs = keras.layers.Dense(3)(x)
+    rng = np.random.default_rng(0)
+    for block in blocks[-2:]:  # learned-looking statistics
+        for norm in (block.mlp_norm, block.post_norm):
+            if norm is not None:
+                norm.moving_mean.assign(rng.normal(0.0, 0.5, 8))
+                norm.moving_variance.assign(rng.uniform(0.5, 2.0, 8))
+                norm.gamma.assign(rng.uniform(0.5, 1.5, 8))
     return keras.Model(inputs, outputs)
 
 

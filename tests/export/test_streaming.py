@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from helpers import to_numpy
 
+from keras_mgrade import memory
 from keras_mgrade.export import state_specs
 from keras_mgrade.export import stream
 from keras_mgrade.export import streaming_model
@@ -73,6 +74,34 @@ def test_seq2seq_and_sequential():
     y, states = stream(streaming_model(seq, batch_size=2), x)
     np.testing.assert_allclose(y[:, -1], to_numpy(seq(x)), atol=2e-6)
     assert [s.shape for s in states] == [(2, 4, 6), (2, 6)]
+
+
+def test_batch_normalization_streams_as_an_affine():
+    # The stock layer between two others: at inference its moving
+    # statistics, one MUL and one ADD per step; counted as the two folded
+    # vectors. The MGRADE block with norm="batch" counts its post-norm's
+    # scale only (the rest folds into its MLP kernels and biases).
+    x = _x()
+    bn = keras.layers.BatchNormalization()
+    seq = keras.Sequential(
+        [keras.Input((None, 3)), keras.layers.Dense(6), bn, MinGRU(6)]
+    )
+    seq(x, training=True)  # moving statistics off their start
+    rng = np.random.default_rng(4)
+    bn.gamma.assign(rng.normal(size=6))
+    bn.beta.assign(rng.normal(size=6))
+    y, _ = stream(streaming_model(seq, batch_size=2), x)
+    np.testing.assert_allclose(y[:, -1], to_numpy(seq(x)), atol=2e-6)
+    assert memory.footprint(seq).layers[1].parameters == 12
+    blocks = {
+        norm: mgrade_classifier(3, 2, units=8, num_layers=1, norm=norm)
+        for norm in ("batch", None)
+    }
+    counts = {
+        norm: memory.footprint(m).layers[1].parameters
+        for norm, m in blocks.items()
+    }
+    assert counts["batch"] - counts[None] == 8
 
 
 def test_steps_per_invoke_equals_single_steps():

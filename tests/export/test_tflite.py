@@ -579,3 +579,37 @@ def test_large_dcls_kernel_is_folded(tmp_path):
     )
     assert not {"EXP", "NEG", "REVERSE_V2"} & set(report["ops"])
     assert report["max_abs_deviation"] <= 1e-4
+
+
+@pytest.mark.slow
+@tf_only
+def test_int8_batch_norm_folds_into_constants(tmp_path):
+    """norm="batch" on TFLite Micro: no MEAN or RSQRT, and 20 operators
+    per block instead of LayerNorm's 31 (each LayerNorm is MEAN, SUB, MUL,
+    MEAN, RSQRT, MUL, its gamma and beta folded by the converter; the
+    batch norms fold into mlp_in, mlp_out and one MUL)."""
+    x = _x(8, 48)
+    counts, reports = {}, {}
+    for norm in ("layer", "batch"):
+        model = mgrade_classifier(
+            3, 2, units=8, num_layers=2, kernel_taps=2, max_delay=6,
+            norm=norm, seed=1,
+        )  # fmt: skip
+        if norm == "batch":
+            for _ in range(5):  # moving statistics off their start
+                model(x, training=True)
+        reports[norm] = export_tflite(
+            model,
+            str(tmp_path / f"{norm}.tflite"),
+            quantize="int8",
+            representative_data=x,
+            verbose=False,
+        )
+        counts[norm] = reports[norm]["operators_per_layer"]
+    assert {"MEAN", "RSQRT"} <= set(reports["layer"]["ops"])
+    assert not {"MEAN", "RSQRT"} & set(reports["batch"]["ops"])
+    for block in ("mgrade_0", "mgrade_1"):
+        assert (counts["layer"][block], counts["batch"][block]) == (31, 20)
+    # The export's own check on TFLite Micro against the float model, in
+    # output steps (measured: 6.0 here, LayerNorm 25.4).
+    assert reports["batch"]["max_deviation_output_lsb"] <= 8.0

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from types import SimpleNamespace
 
 import keras
 import numpy as np
@@ -39,6 +40,92 @@ def test_layer_contract():
         # gamma, beta; mlp_in, mlp_out kernel+bias; post_norm gamma, beta.
         expected_num_trainable_weights=13,
         expected_num_non_trainable_weights=1,  # sigma
+    )
+
+
+def test_layer_contract_batch_norm():
+    run_layer_test(
+        MGRADE,
+        init_kwargs={
+            "units": 4,
+            "kernel_taps": 2,
+            "max_delay": 4,
+            "norm": "batch",
+        },
+        input_data=_x(10, units=4),
+        expected_output_shape=(2, 10, 4),
+        expected_num_trainable_weights=13,
+        # sigma; the moving mean and variance of the two norms.
+        expected_num_non_trainable_weights=5,
+    )
+
+
+def _random_statistics(block, seed=3):
+    rng = np.random.default_rng(seed)
+    for norm in (block.mlp_norm, block.post_norm):
+        if norm is None:
+            continue
+        width = norm.moving_mean.shape[-1]
+        norm.moving_mean.assign(rng.normal(size=width))
+        norm.moving_variance.assign(rng.uniform(0.3, 3.0, width))
+        norm.gamma.assign(rng.normal(size=width))
+        norm.beta.assign(rng.normal(size=width))
+
+
+def test_batch_norm_statistics_over_batch_and_unmasked_time():
+    # Training: each channel normalised with the mean and variance over
+    # the batch and the unmasked steps; the moving averages move 10 % of
+    # the way to them. Inference: the moving statistics.
+    x = _x(12, units=6)
+    mask = np.ones((2, 12), bool)
+    mask[0, 5:] = False
+    block = MGRADE(6, kernel_taps=2, max_delay=4, mlp_ratio=0, norm="batch")
+    out = to_numpy(block(x, mask=mask, training=True))
+    u = x + to_numpy(block.conv(x)[0])
+    v = u + to_numpy(block.min_gru(u, mask=mask)[0])
+    kept = v[mask]  # (unmasked steps, channels)
+    mean, var = kept.mean(0), kept.var(0)
+    expected = (v - mean) / np.sqrt(var + 1e-5)
+    np.testing.assert_allclose(out[mask], expected[mask], atol=1e-4)
+    norm = block.post_norm
+    np.testing.assert_allclose(
+        to_numpy(norm.moving_mean), 0.1 * mean, rtol=1e-4, atol=1e-6
+    )
+    np.testing.assert_allclose(
+        to_numpy(norm.moving_variance), 0.9 + 0.1 * var, rtol=1e-4
+    )
+    inference = to_numpy(block(x, mask=mask))
+    moving = (v - 0.1 * mean) / np.sqrt(0.9 + 0.1 * var + 1e-5)
+    np.testing.assert_allclose(inference, moving, atol=1e-4)
+
+
+def test_batch_norm_step_is_a_folded_affine():
+    # The step form of BatchNormalization against Keras' inference call,
+    # and a Dense with a norm folded into its input and one folded into
+    # its output against the three layers applied in turn.
+    x = ops.convert_to_tensor(_x(1, 16)[:, 0])
+    bn_in = keras.layers.BatchNormalization(epsilon=1e-3)
+    bn_out = keras.layers.BatchNormalization(epsilon=1e-5)
+    linear = keras.layers.Dense(5, bias_initializer="random_normal")
+    bn_out(linear(bn_in(x)))  # builds them
+    _random_statistics(SimpleNamespace(mlp_norm=bn_in, post_norm=bn_out))
+    np.testing.assert_allclose(
+        to_numpy(streaming_ops.batch_norm(x, bn_in)),
+        to_numpy(bn_in(x)),
+        rtol=1e-5,
+        atol=1e-5,
+    )
+    expected = to_numpy(bn_out(linear(bn_in(x))))
+    got = streaming_ops.dense(
+        2.0 * x,
+        linear,
+        input_scale=2.0,
+        output_scale=3.0,
+        input_affine=lambda: streaming_ops.batch_norm_affine(bn_in),
+        output_affine=lambda: streaming_ops.batch_norm_affine(bn_out),
+    )
+    np.testing.assert_allclose(
+        to_numpy(got), 3.0 * expected, rtol=1e-4, atol=1e-4
     )
 
 
@@ -117,18 +204,22 @@ def test_fit_with_dropout():
     np.testing.assert_array_equal(to_numpy(model(x)), to_numpy(model(x)))
 
 
-def test_save_load_keras_file():
+@pytest.mark.parametrize("norm", ["rms", "batch"])
+def test_save_load_keras_file(norm):
     x = _x(20)
     inputs = keras.Input((20, 16))
-    block = MGRADE(16, kernel_taps=2, max_delay=6, norm="rms", mlp_ratio=1)
+    block = MGRADE(16, kernel_taps=2, max_delay=6, norm=norm, mlp_ratio=1)
     model = keras.Model(inputs, block(inputs))
     block.conv.sigma = 1.7
+    if norm == "batch":
+        _random_statistics(block)  # the moving statistics are saved too
     expected = to_numpy(model(x))
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "m.keras")
         model.save(path)
         loaded = keras.saving.load_model(path)
     assert loaded.layers[-1].conv.sigma == pytest.approx(1.7)
+    assert loaded.layers[-1].norm == norm
     np.testing.assert_allclose(to_numpy(loaded(x)), expected, rtol=1e-6)
 
 
@@ -192,7 +283,11 @@ _X8 = np.zeros((2, 5, 8), "float32")
 
 BAD_ARGUMENTS = [
     ("units_zero", lambda: MGRADE(0), "units=0"),
-    ("unknown_norm", lambda: MGRADE(8, norm="batch"), "norm='batch'"),
+    (
+        "unknown_norm",
+        lambda: MGRADE(8, norm="group"),
+        r"\('layer', 'rms', 'batch', None\). Received: norm='group'",
+    ),
     ("mlp_ratio_negative", lambda: MGRADE(8, mlp_ratio=-1), "mlp_ratio=-1"),
     (
         "no_conv_no_recurrence",

@@ -29,6 +29,20 @@ def _random_positions(layer):
     conv.set_positions(rng.uniform(0, conv.max_delay - 1, shape))
 
 
+def _random_statistics(layer):
+    # Batch norms with learned-looking moving statistics, so that their
+    # folded form in the step is not the identity.
+    _random_positions(layer)
+    rng = np.random.default_rng(3)
+    for norm in (layer.mlp_norm, layer.post_norm):
+        if norm is not None:
+            width = norm.moving_mean.shape[-1]
+            norm.moving_mean.assign(rng.normal(size=width))
+            norm.moving_variance.assign(rng.uniform(0.3, 3.0, width))
+            norm.gamma.assign(rng.normal(size=width))
+            norm.beta.assign(rng.normal(size=width))
+
+
 def _rounded(layer):
     _random_positions(layer)
     layer.round_positions()
@@ -70,14 +84,14 @@ def _dcls(name, prepare=_random_positions, **options):
     )
 
 
-def _mgrade(name, width=8, **options):
+def _mgrade(name, width=8, prepare=_random_positions, **options):
     kwargs = {"kernel_taps": 3, "max_delay": 9, **options}
     return StreamingSpec(
         name=name,
         make=lambda **kw: MGRADE(8, return_state=True, **{**kwargs, **kw}),
         features=width,
         lengths=BLOCK,
-        prepare=_random_positions,
+        prepare=prepare,
     )
 
 
@@ -104,6 +118,14 @@ SPECS = [
     _mgrade("mgrade"),
     _mgrade("mgrade_rms", norm="rms"),
     _mgrade("mgrade_no_norm_no_mlp", norm=None, mlp_ratio=0),
+    _mgrade("mgrade_batch", norm="batch", prepare=_random_statistics),
+    _mgrade(
+        "mgrade_batch_no_mlp",
+        norm="batch",
+        mlp_ratio=0,
+        mlp_activation="relu",
+        prepare=_random_statistics,
+    ),
     _mgrade("mgrade_min_gru_only", use_conv=False),
     _mgrade("mgrade_conv_only", use_recurrence=False),
     _mgrade("mgrade_no_window", kernel_taps=1, max_delay=1),

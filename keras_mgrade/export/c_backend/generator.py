@@ -158,6 +158,21 @@ def _report(graph, ctx, plan, values, steps, info):
     }
 
 
+def _check_int8(graph):
+    """The C backend computes int8 activations only: a 16x8 file (int16
+    inputs, states and activations) is refused, naming the tensor type."""
+    for index in list(graph.inputs) + list(graph.outputs):
+        tensor = graph.tensors[index]
+        if tensor.dtype == "int16":
+            raise ValueError(
+                "The C backend runs int8 files only; this file's tensors "
+                "are int16 (a 16x8 file, quantize='int16x8'). Run it on "
+                "TFLite Micro, or export with quantize='int8' for the C "
+                f"backend. Received: a file whose input/output {index} is "
+                "int16"
+            )
+
+
 def generate(model_bytes, name="mgrade", source="model.tflite", info=None):
     """The C sources of an int8 streaming `.tflite` file.
 
@@ -185,6 +200,7 @@ def generate(model_bytes, name="mgrade", source="model.tflite", info=None):
     """
     info = info or {}
     graph = read_graph(model_bytes)
+    _check_int8(graph)
     if len(graph.inputs) != len(graph.outputs):
         raise ValueError(
             "The C backend needs the state as inputs and outputs (export "
