@@ -102,6 +102,7 @@ def sequence(layer, inputs, states):
     windows = ops.stack(
         [padded[:, k : (k - span) or None] for k in range(span + 1)], axis=2
     )
+    windows = points.same_grid(windows, padded)
     y = fold_time(lambda w: _window_output(layer, w), windows)
     return y, new_states
 

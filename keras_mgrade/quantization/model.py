@@ -49,8 +49,10 @@ def _torch_fake_quant(x, nudged, gradient):
         q = torch.floor(shifted * inverse - zero + 0.5) * scale
     if not gradient or not x.requires_grad:
         return q
-    mask = torch.logical_and(x >= low, x <= high).to(x.dtype)
-    return q + (x - x.detach()) * mask
+    # `where`, not a product with the mask: an infinite x (the RSQRT of a
+    # zero variance) would make the zero-valued term NaN.
+    inside = torch.logical_and(x >= low, x <= high)
+    return q + torch.where(inside, x - x.detach(), torch.zeros_like(q))
 
 
 # The output ranges the int8 LOGISTIC/SOFTMAX and TANH kernels impose; in
