@@ -48,7 +48,8 @@ QAT), over 4 test sequences, in steps of the file's output.
 
     KERAS_BACKEND=jax nice -n 5 python benchmarks/qat.py \\
         [--seeds 0 1 2] [--experiments digits pdigits4 lorenz16 lorenz] \\
-        [--fast] [--out out/qat] [--ablation | --speed]
+        [--fast] [--out out/qat] [--qat-schedule EPOCHS LR]
+        [--ablation | --speed]
 
 `--ablation` prints instead, per experiment and seed, the fake-quantized
 Keras model's metric with only the weights quantized and with one
@@ -205,9 +206,11 @@ def _qat(model, weights, bits, loss, epochs, lr, data):
     return qat
 
 
-def run(name, seed, size, out):
+def run(name, seed, size, out, schedule=None):
     qat_epochs = EXPERIMENTS[name][3] if size == "full" else 1
     lr = EXPERIMENTS[name][4]
+    if schedule:
+        qat_epochs, lr = int(schedule[0]), float(schedule[1])
     start = time.perf_counter()
     model, loss, metric, data = train_float(name, seed, size)
     x_train, y_train, x_test, y_test = data
@@ -455,6 +458,13 @@ def main(argv=None):
         "float)",
     )
     parser.add_argument(
+        "--qat-schedule",
+        nargs=2,
+        metavar=("EPOCHS", "LR"),
+        help="QAT (and control) epochs and learning rate for every "
+        "experiment instead of the per-task defaults",
+    )
+    parser.add_argument(
         "--speed",
         action="store_true",
         help="instead of the comparison: seconds per training step of the "
@@ -478,7 +488,7 @@ def main(argv=None):
     for name in args.experiments:
         rows = []
         for seed in args.seeds:
-            row = run(name, seed, size, args.out)
+            row = run(name, seed, size, args.out, args.qat_schedule)
             print(
                 f"{name} seed {seed}: float {row['float']:.4g}, PTQ "
                 f"{row['ptq']:.4g}, QAT {row['qat']:.4g}, PTQ 16x8 "
