@@ -109,43 +109,7 @@ def run_step(model, x_t, flat_states, host_pooling=False):
     Returns:
         `(y_t, new_flat_states)`.
     """
-    stateful = stateful_layers(model, host_pooling)
-    states, i = {}, 0
-    for layer, shapes in stateful:
-        states[id(layer)] = list(flat_states[i : i + len(shapes)])
-        i += len(shapes)
-    if points.quantizing():
-        with points.within("inputs"):
-            x_t = points.activation(None, "x", x_t)
-    skipped = model.layers[-1] if host_pooling else None
-
-    def operation_fn(op):
-        if op is skipped:
-            return lambda x, *args, **kwargs: x
-        kind = registry.kind_of(op)
-
-        def fn(*args, **kwargs):
-            inputs = args[0] if len(args) == 1 else list(args)
-            # The name scope names a converted file's tensors after the
-            # layer (the exporter counts each layer's operators by it).
-            with keras.name_scope(op.name), points.within(op.name):
-                y, new = kind.step(op, inputs, states.get(id(op), []))
-                if not kind.quantized_inside:
-                    y = points.activation(op, "output", y)
-            states[id(op)] = list(new)
-            return y
-
-        return fn
-
-    if isinstance(model, keras.Sequential):
-        y = x_t
-        for layer in model.layers:
-            y = operation_fn(layer)(y)
-    else:
-        y = model._run_through_graph([x_t], operation_fn=operation_fn)
-        y = y[0] if isinstance(y, list | tuple) else y
-    new = [s for layer, _ in stateful for s in states[id(layer)]]
-    return y, new
+    return _walk(model, x_t, flat_states, host_pooling, _step)
 
 
 def run_sequence(model, x, flat_states, host_pooling=False):
@@ -169,6 +133,18 @@ def run_sequence(model, x, flat_states, host_pooling=False):
     Returns:
         `(y (batch, timesteps, ...), new_flat_states)`.
     """
+    return _walk(model, x, flat_states, host_pooling, _sequence)
+
+
+def _step(kind, layer, inputs, states):
+    return kind.step(layer, inputs, states)
+
+
+def _walk(model, x, flat_states, host_pooling, run):
+    """`model`'s graph on `x` with each layer computed by `run(kind,
+    layer, inputs, states) -> (y, new_states)` (`_step` or `_sequence`),
+    the states of `stateful_layers` taken from and returned as a flat
+    list, every quantization point marked."""
     stateful = stateful_layers(model, host_pooling)
     states, i = {}, 0
     for layer, shapes in stateful:
@@ -186,8 +162,10 @@ def run_sequence(model, x, flat_states, host_pooling=False):
 
         def fn(*args, **kwargs):
             inputs = args[0] if len(args) == 1 else list(args)
+            # The name scope names a converted file's tensors after the
+            # layer (the exporter counts each layer's operators by it).
             with keras.name_scope(op.name), points.within(op.name):
-                y, new = _sequence(kind, op, inputs, states.get(id(op), []))
+                y, new = run(kind, op, inputs, states.get(id(op), []))
                 if not kind.quantized_inside:
                     y = points.activation(op, "output", y)
             states[id(op)] = list(new)

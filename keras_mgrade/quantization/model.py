@@ -495,8 +495,8 @@ class QuantizedModel(keras.Model, core.QuantizedSteps):
     `_call_steps` is that reference). A stateful kind without a sequence
     form (`keras.layers.GRU`, `LSTM`, a running mean that the host does not
     pool) is scanned one step at a time, with gradient, the rest of the
-    model still at once. A training step costs about 2-2.5 times the
-    float model's on TensorFlow, about the same on JAX, 3.5-4.5 times on
+    model still at once. A training step costs about 2-3 times the
+    float model's on TensorFlow, 1.3-1.6 times on JAX, 9-14 times on
     PyTorch (`benchmarks/qat.py --speed`). Dropout is not applied (the
     step graph has none).
 
@@ -624,35 +624,33 @@ class QuantizedModel(keras.Model, core.QuantizedSteps):
         )
         self.built = True
 
-    def call(self, inputs, training=None):
+    def _start(self, inputs, training):
+        """`(x, zero states, mode, number of learned points, low, high)`:
+        what `call` and `_call_steps` start from (`low`/`high`: empty
+        observations)."""
         x = ops.cast(inputs, "float32")
         batch = ops.shape(x)[0]
         states = [
             ops.zeros((batch,) + tuple(s), "float32") for s in self.state_shapes
         ]
         n = len(self.learned_points)
-        mode = "train" if training else "infer"
+        low = ops.full((n,), np.inf, "float32")
+        high = ops.full((n,), -np.inf, "float32")
+        return x, states, "train" if training else "infer", n, low, high
+
+    def call(self, inputs, training=None):
+        x, states, mode, n, low, high = self._start(inputs, training)
         scope = QuantizationScope(self, mode)
         with points.scope(scope):
             ys, _ = core.run_sequence(self.source, x, states, self.host_pooling)
         if mode == "train" and n:
-            low = ops.full((n,), np.inf, "float32")
-            high = ops.full((n,), -np.inf, "float32")
             self._update_ranges(*scope.merge(low, high))
         return self._output(ys)
 
     def _call_steps(self, inputs, training=None):
         """`call` computed one time step at a time (`core.run_step` in a
         scan): the reference that `call` equals."""
-        x = ops.cast(inputs, "float32")
-        batch = ops.shape(x)[0]
-        states = [
-            ops.zeros((batch,) + tuple(s), "float32") for s in self.state_shapes
-        ]
-        n = len(self.learned_points)
-        mode = "train" if training else "infer"
-        low = ops.full((n,), np.inf, "float32")
-        high = ops.full((n,), -np.inf, "float32")
+        x, states, mode, n, low, high = self._start(inputs, training)
 
         def body(x_t, carry):
             states, low, high = carry
