@@ -42,8 +42,6 @@ import argparse
 import json
 import math
 import os
-import platform
-import subprocess
 import tempfile
 import time
 
@@ -52,6 +50,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+from qat import machine  # noqa: E402
 
 from keras_mgrade import datasets  # noqa: E402
 from keras_mgrade.export import export_tflite  # noqa: E402
@@ -261,24 +260,6 @@ def table(rows):
             f"{r['flatbuffer_bytes']} | {r['arena_bytes']} |"
         )
     return "\n".join(lines)
-
-
-def machine():
-    model = ""
-    try:
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True)
-        for line in lscpu.stdout.splitlines():
-            if line.startswith("Model name"):
-                model = line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import tensorflow as tf
-
-    return (
-        f"{os.cpu_count()} CPUs ({model}), Python "
-        f"{platform.python_version()}, TensorFlow {tf.__version__}, Keras "
-        f"{keras.__version__}, backend {keras.backend.backend()}"
-    )
 
 
 def main(argv=None):

@@ -270,16 +270,22 @@ def batch_norm(x, layer):
     return ops.cast(y, dtype)
 
 
-def check_norm(layer):
-    """Raises a ValueError unless `layer` normalizes over the feature axis
-    only (the last axis of its input): over time it would not be causal."""
+def _feature_axis_only(layer):
+    """Whether `layer.axis` is the last axis of its input, and only it."""
     axis = layer.axis if isinstance(layer.axis, (list, tuple)) else [layer.axis]
     try:
         rank = len(layer.input.shape)
     except (AttributeError, ValueError):
         rank = None
-    last = [-1] if rank is None else [-1, rank - 1]
-    if len(axis) != 1 or axis[0] not in last:
+    return len(axis) == 1 and axis[0] in (
+        [-1] if rank is None else [-1, rank - 1]
+    )
+
+
+def check_norm(layer):
+    """Raises a ValueError unless `layer` normalizes over the feature axis
+    only (the last axis of its input): over time it would not be causal."""
+    if not _feature_axis_only(layer):
         raise ValueError(
             "Only normalization over the feature axis (the last axis) can be "
             "streamed; over the time axis it is not causal. Received: "
@@ -297,13 +303,7 @@ def check_norm(layer):
 def check_batch_norm(layer):
     """Raises a ValueError unless `layer` normalizes each feature (the last
     axis of its input): its inference map is then one affine per feature."""
-    axis = layer.axis if isinstance(layer.axis, (list, tuple)) else [layer.axis]
-    try:
-        rank = len(layer.input.shape)
-    except (AttributeError, ValueError):
-        rank = None
-    last = [-1] if rank is None else [-1, rank - 1]
-    if len(axis) != 1 or axis[0] not in last:
+    if not _feature_axis_only(layer):
         raise ValueError(
             "Only BatchNormalization of the feature axis (the last axis) can "
             f"be streamed. Received: axis={layer.axis} for layer "
