@@ -223,12 +223,15 @@ def scan_time(fn, states, inputs):
     from keras import ops
 
     def time_major(x):
-        return ops.moveaxis(x, 1, 0)
+        return same_grid(ops.moveaxis(x, 1, 0), x)
 
     xs = keras.tree.map_structure(time_major, inputs)
     states = list(states)
+    flat = keras.tree.flatten(xs)
     if keras.backend.backend() == "tensorflow":
         final, ys = _tf_scan(fn, states, xs)
+    elif keras.backend.backend() == "torch" and flat[0].shape[0]:
+        final, ys = _eager_scan(fn, states, xs, flat)
     else:
 
         def body(carry, x_t):
@@ -237,6 +240,27 @@ def scan_time(fn, states, inputs):
 
         final, ys = ops.scan(body, states, xs)
     return keras.tree.map_structure(time_major, ys), list(final)
+
+
+def _eager_scan(fn, states, xs, flat):
+    # PyTorch runs eagerly: a Python loop (`keras.ops.scan` flattens and
+    # packs the structures at every step, a large part of a small step).
+    import keras
+    import torch
+
+    active = current()
+    ys = []
+    for t in range(flat[0].shape[0]):
+        x_t = [x[t] for x in flat]
+        if active is not None:
+            for x, x_full in zip(x_t, flat):
+                active.same_grid(x, x_full)
+        if not isinstance(xs, list) or len(xs) != len(flat):
+            x_t = keras.tree.pack_sequence_as(xs, x_t)
+        y, states = fn(x_t, states)
+        ys.append(y)
+    stacked = keras.tree.map_structure(lambda *y: torch.stack(y), *ys)
+    return list(states), stacked
 
 
 def _tf_scan(fn, states, xs):

@@ -355,7 +355,7 @@ class MinGRUCell(keras.layers.Layer):
         h, (last,) = points.scan(
             update,
             [ops.stop_gradient(h0)],
-            [ops.stop_gradient(z), ops.stop_gradient(g)],
+            [points.same_grid(ops.stop_gradient(t), t) for t in (z, g)],
             observe=False,
         )
         h = ops.stop_gradient(h)

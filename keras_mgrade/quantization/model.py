@@ -13,46 +13,58 @@ from keras_mgrade.quantization.config import QuantizeConfig
 INPUTS = "inputs"  # the pseudo-layer name of the input point
 
 
+def _xp():
+    """The operations of the quantization arithmetic: `keras.ops`, or on
+    PyTorch the same operations in torch (`_torch_ops.OPS`), without
+    keras' conversion of every operand (PyTorch runs each one eagerly)."""
+    if keras.backend.backend() == "torch":
+        return _torch_ops().OPS
+    return ops
+
+
+def _extrema(x):
+    """`(min(x), max(x))` (on PyTorch in one pass)."""
+    if keras.backend.backend() == "torch":
+        return _torch_ops().extrema(x)
+    return ops.min(x), ops.max(x)
+
+
 def _fake_quant(x, low, high, bits, narrow_range=False, axis=None):
+    """`keras.quantizers.fake_quant_with_min_max_vars` (per channel: along
+    the last axis) with a gradient for `x` only (the ranges are not
+    trained). On PyTorch the same arithmetic in torch operations."""
+    if keras.backend.backend() == "torch":
+        torch_ops = _torch_ops()
+        nudged = _nudged(low, high, bits, True, narrow_range, torch_ops.OPS)
+        return torch_ops.fake_quant(x, torch_ops.grid(nudged), True)
     return keras.quantizers.fake_quant_with_min_max_vars(
         x, low, high, num_bits=bits, narrow_range=narrow_range, axis=axis
     )
 
 
-def _nudged(low, high, bits, grid=False, narrow_range=False):
+def _nudged(low, high, bits, grid=False, narrow_range=False, xp=ops):
     """The range `fake_quant_with_min_max_vars` clips to: `[low, high]`
     moved so that zero is on the grid (its nudging); with `grid`, also
     its scale, inverse scale and zero point, computed as it does."""
-    low = ops.cast(low, "float32")
-    high = ops.cast(high, "float32")
+    low = xp.cast(low, "float32")
+    high = xp.cast(high, "float32")
     quant_min, quant_max = float(narrow_range), float(2**bits - 1)
     steps = quant_max - quant_min
     scale = (high - low) / steps
     inverse = steps / (high - low)
-    zero = ops.round(ops.clip(quant_min - low / scale, quant_min, quant_max))
+    zero = xp.round(xp.clip(quant_min - low / scale, quant_min, quant_max))
     low, high = (quant_min - zero) * scale, (quant_max - zero) * scale
     if not grid:
         return low, high
-    return low, high, scale, inverse, ops.floor(-low * inverse + 0.5)
+    return low, high, scale, inverse, xp.floor(-low * inverse + 0.5)
 
 
-def _torch_fake_quant(x, nudged, gradient):
-    """`fake_quant_with_min_max_vars` per tensor on PyTorch, from the
-    `_nudged(..., grid=True)` parameters: the same arithmetic and the same
-    straight-through gradient (passed inside the nudged range, bounds
-    included), in plain torch operations."""
-    import torch
+def _torch_ops():
+    """The PyTorch arithmetic of the fake quantization (imported on that
+    backend only)."""
+    from keras_mgrade.quantization import _torch_ops
 
-    low, high, scale, inverse, zero = nudged
-    with torch.no_grad():
-        shifted = torch.clamp(x, low, high) - low
-        q = torch.floor(shifted * inverse - zero + 0.5) * scale
-    if not gradient or not x.requires_grad:
-        return q
-    # `where`, not a product with the mask: an infinite x (the RSQRT of a
-    # zero variance) would make the zero-valued term NaN.
-    inside = torch.logical_and(x >= low, x <= high)
-    return q + torch.where(inside, x - x.detach(), torch.zeros_like(q))
+    return _torch_ops
 
 
 # The output ranges the int8 LOGISTIC/SOFTMAX and TANH kernels impose; in
@@ -98,24 +110,17 @@ def _eager_range_table(model):
 def _quantize_weight(w, axis, bits):
     # Symmetric with the largest magnitude as the range ("last value"):
     # the grid TFLite uses for int8 weights (scale = max|w| / 127).
-    w = ops.convert_to_tensor(w, "float32")
-    torch = keras.backend.backend() == "torch"
+    xp = _xp()
+    w = xp.convert_to_tensor(w, "float32")
     if axis is None:
-        m = ops.stop_gradient(ops.maximum(ops.max(ops.abs(w)), 1e-8))
-        if torch:
-            nudged = _nudged(-m, m, bits, grid=True, narrow_range=True)
-            return _torch_fake_quant(w, nudged, True)
+        m = xp.stop_gradient(xp.maximum(xp.max(xp.abs(w)), 1e-8))
         return _fake_quant(w, -m, m, bits, narrow_range=True)
     # Per channel along the last axis (what every backend broadcasts).
-    w = ops.moveaxis(w, axis, -1)
-    m = ops.max(ops.abs(ops.reshape(w, (-1, w.shape[-1]))), axis=0)
-    m = ops.stop_gradient(ops.maximum(m, 1e-8))
-    if torch:
-        nudged = _nudged(-m, m, bits, grid=True, narrow_range=True)
-        q = _torch_fake_quant(w, nudged, True)
-    else:
-        q = _fake_quant(w, -m, m, bits, narrow_range=True, axis=-1)
-    return ops.moveaxis(q, -1, axis)
+    w = xp.moveaxis(w, axis, -1)
+    m = xp.max(xp.abs(xp.reshape(w, (-1, w.shape[-1]))), axis=0)
+    m = xp.stop_gradient(xp.maximum(m, 1e-8))
+    q = _fake_quant(w, -m, m, bits, narrow_range=True, axis=-1)
+    return xp.moveaxis(q, -1, axis)
 
 
 def _quantize_operand(w, bits):
@@ -123,23 +128,34 @@ def _quantize_operand(w, bits):
     # a constant operand of an elementwise MUL or ADD. The fake-quantized
     # values span the nudged range exactly, so the converter, which
     # measures the constant's own min and max, finds the same grid.
-    w = ops.convert_to_tensor(w, "float32")
-    low = ops.stop_gradient(ops.minimum(ops.min(w), 0.0))
-    high = ops.stop_gradient(ops.maximum(ops.max(w), 0.0))
-    high = ops.maximum(high, low + 1e-8)
+    xp = _xp()
+    w = xp.convert_to_tensor(w, "float32")
+    low = xp.stop_gradient(xp.minimum(xp.min(w), 0.0))
+    high = xp.stop_gradient(xp.maximum(xp.max(w), 0.0))
+    high = xp.maximum(high, low + 1e-8)
     return _fake_quant(w, low, high, bits)
+
+
+def _operand_scale(q, bits):
+    """The scale of a quantized operand `q`: its values span the nudged
+    range."""
+    xp = _xp()
+    low = xp.stop_gradient(xp.minimum(xp.min(q), 0.0))
+    high = xp.stop_gradient(xp.maximum(xp.max(q), low + 1e-8))
+    return (high - low) / float((1 << bits) - 1)
 
 
 def _weight_scale(w, axis, bits):
     """The scale of symmetric quantized weights `w`: per tensor, or per
     channel along `axis` (a vector, for the last axis of a product)."""
+    xp = _xp()
     levels = float((1 << (bits - 1)) - 1)
-    w = ops.stop_gradient(w)
+    w = xp.stop_gradient(w)
     if axis is None:
-        return ops.maximum(ops.max(ops.abs(w)), 1e-8) / levels
-    w = ops.moveaxis(w, axis, -1)
-    m = ops.max(ops.abs(ops.reshape(w, (-1, w.shape[-1]))), axis=0)
-    return ops.maximum(m, 1e-8) / levels
+        return xp.maximum(xp.max(xp.abs(w)), 1e-8) / levels
+    w = xp.moveaxis(w, axis, -1)
+    m = xp.max(xp.abs(xp.reshape(w, (-1, w.shape[-1]))), axis=0)
+    return xp.maximum(m, 1e-8) / levels
 
 
 def _grid(low, high, bits):
@@ -155,6 +171,22 @@ def _grid(low, high, bits):
 
 def _round_half_away(x):
     return ops.sign(x) * ops.floor(ops.abs(x) + 0.5)
+
+
+# PyTorch: the grids of fixed ranges (`QuantizationScope._point_grids`).
+_FIXED_GRIDS = {}
+
+
+def _torch_grids(low, high, bits):
+    nudged = _nudged(low, high, bits, grid=True, xp=_torch_ops().OPS)
+    return _torch_ops().grid(nudged), _grid(low, high, bits)
+
+
+def _identity(x):
+    return x
+
+
+_MISSING = object()
 
 
 class QuantizationScope(points.Scope):
@@ -181,8 +213,21 @@ class QuantizationScope(points.Scope):
         self.aliases = {}
         self.produced = {}
         self.observed = {}
-        self.nudges = {}
         self.no_gradient = False  # see `scan`
+        # PyTorch runs every operation eagerly, with a Python overhead per
+        # `keras.ops` call that dominates the scanned state update: there
+        # the grids and requantization constants of each point are kept
+        # for the run (`_grid`, `requantized`), and a loop without
+        # gradient replays each point's quantization after its first step
+        # (`looping`, `loop_memo`; see `scan`).
+        self.eager = keras.backend.backend() == "torch"
+        self.grid_cache = {}
+        self.learned_grids = None
+        self.requant_cache = {}
+        self.looping = False
+        self.loop_memo = {}
+        self.quantized_with = None
+        self.requantized_with = None
         if mode == "export" and keras.backend.backend() == "tensorflow":
             self.table = _eager_range_table(model)
         # id(tensor) -> (tensor, low, high): the grid of each tensor a
@@ -206,6 +251,29 @@ class QuantizationScope(points.Scope):
         return "/".join(parts + [name])
 
     def activation(self, owner, name, x, fixed=None, state=False):
+        if not self.looping:
+            return self._activation(owner, name, x, fixed, state)
+        # Inside the PyTorch loop: after the first step, the point's fake
+        # quantization replayed (see `scan`).
+        memo = (self.prefix, id(owner), name)
+        replay = self.loop_memo.get(memo, _MISSING)
+        if replay is None:
+            return self._activation(owner, name, x, fixed, state)
+        if replay is not _MISSING:
+            return replay(x)
+        self.quantized_with = None
+        q = self._activation(owner, name, x, fixed, state)
+        if q is x:
+            self.loop_memo[memo] = _identity
+        elif self.quantized_with is not None:
+            self.loop_memo[memo] = _torch_ops().Replay(
+                self.quantized_with, q, self.grids
+            )
+        else:
+            self.loop_memo[memo] = None
+        return q
+
+    def _activation(self, owner, name, x, fixed, state):
         config = self._config()
         if config.skip:
             return x
@@ -223,11 +291,15 @@ class QuantizationScope(points.Scope):
                 return x
             kernel = tuple(fixed) in _KERNEL_RANGES
             q = self._quantize(key, x, fixed[0], fixed[1], bits, kernel)
-            return self._remember(q, *_grid(fixed[0], fixed[1], bits))
+            return self._remember(q, *self._grid(key, fixed[0], fixed[1], bits))
         index = self.model.point_index(key)
-        if self.mode == "train":
-            self._observe(key, ops.min(x), ops.max(x))
-        low, high = self.ranges[index, 0], self.ranges[index, 1]
+        if self.mode == "train" and not self.no_gradient:
+            # (Not inside a scan that drops its observations.)
+            self._observe(key, *_extrema(x))
+        if self.eager and bits == 8:
+            low = high = None  # (read by `_point_grids` for every point)
+        else:
+            low, high = self.ranges[index, 0], self.ranges[index, 1]
         q = self._quantize(key, x, low, high, bits)
         if self.mode != "export":
             # Before the first training batch the ranges are not known yet.
@@ -235,7 +307,41 @@ class QuantizationScope(points.Scope):
                 q = q if self.ready_now else x
             else:
                 q = ops.where(self.ready, q, x)
-        return self._remember(q, *_grid(low, high, bits))
+        return self._remember(q, *self._grid(key, low, high, bits))
+
+    def _grid(self, key, low, high, bits):
+        """`_grid(low, high, bits)` of point `key` (on PyTorch from
+        `_point_grids`)."""
+        if not self.eager:
+            return _grid(low, high, bits)
+        return self._point_grids(key, low, high, bits)[1]
+
+    def _point_grids(self, key, low, high, bits):
+        """PyTorch: `(_torch_ops.grid of its fake quantization, _grid)` of
+        point `key` with range `[low, high]`, once per run: for the
+        learned 8-bit points from one computation over all ranges, for a
+        fixed range (numbers) once per process."""
+        if key in self.grid_cache:
+            return self.grid_cache[key]
+        if isinstance(low, (int, float)):
+            fixed = (float(low), float(high), bits)
+            if fixed not in _FIXED_GRIDS:
+                _FIXED_GRIDS[fixed] = _torch_grids(low, high, bits)
+            grids = _FIXED_GRIDS[fixed]
+        elif bits == 8:
+            if self.learned_grids is None:
+                every = self.ranges[:, 0], self.ranges[:, 1]
+                self.learned_grids = (
+                    _nudged(*every, bits, grid=True),
+                    _grid(*every, bits),
+                )
+            i = self.model.point_index(key)
+            nudged, grid = ([v[i] for v in g] for g in self.learned_grids)
+            grids = (_torch_ops().grid(nudged), tuple(grid))
+        else:
+            grids = _torch_grids(low, high, bits)
+        self.grid_cache[key] = grids
+        return grids
 
     def same_grid(self, new, old):
         if id(old) in self.grids:
@@ -267,6 +373,21 @@ class QuantizationScope(points.Scope):
         quantization is kept (the converter reads its range; the file's
         kernel rounds). An input that no point returned in this run
         leaves the plain fake quantization."""
+        if self.looping:
+            memo = ("requantized", self.prefix, id(owner), name)
+            if memo in self.loop_memo:
+                q = self.activation(owner, name, x)
+                constants = self.loop_memo[memo]
+                if constants is None:
+                    return q
+                return _torch_ops().requantize(q, x, constants)
+            self.requantized_with = None
+            q = self._requantized(owner, name, x, inputs, count)
+            self.loop_memo[memo] = self.requantized_with
+            return q
+        return self._requantized(owner, name, x, inputs, count)
+
+    def _requantized(self, owner, name, x, inputs, count):
         if self.exports and _tracing():
             # The converter reads the plain fake quantization's range; a
             # move of one tensor onto another grid (a QUANTIZE) it
@@ -281,27 +402,55 @@ class QuantizationScope(points.Scope):
         grids = [self.grids.get(id(t)) for t in (q, *inputs)]
         if any(g is None for g in grids) or config.activation_bits != 8:
             return q
-        _, scale, low, high = grids[0]
-        unit = 1.0  # the scale of the kernel's int32 accumulator
-        for g in grids[1:]:
-            unit = unit * g[1]
-        unit = ops.stop_gradient(unit)
-        exponent = ops.floor(ops.log2(unit / scale)) + 1.0  # frexp's
-        if count > 1:
-            shift = min(int(count).bit_length() - 1, 32)
-            right = ops.maximum(shift - exponent, 0.0)
-            unit = unit / float(count)
-        else:
-            right = ops.maximum(-exponent, 0.0)
+        if self.eager:
+            return self._torch_requantized(q, x, grids, count)
+        unit, multiplier, step, scale, low, high = self._requant_constants(
+            grids, count
+        )
         # The accumulator (a bias rounded to its grid, as the file
         # stores it), then the two roundings of the requantization.
         acc = _round_half_away(ops.stop_gradient(ops.cast(x, "float32")) / unit)
-        step = ops.power(2.0, right)
-        first = _round_half_away(acc * ops.stop_gradient(unit / scale * step))
+        first = _round_half_away(acc * multiplier)
         coarse = _round_half_away(first / step)
         exact = ops.clip(coarse * scale, low, high)
         out = q + ops.stop_gradient(ops.where(q == x, 0.0, exact - q))
         return self._remember(out, scale, low, high)
+
+    def _requant_constants(self, grids, count, xp=ops):
+        """`(unit, multiplier, step, scale, low, high)` of `requantized`:
+        the accumulator's scale, the first rounding's multiplier, the
+        power of two of the second, and the output grid (`xp`: `keras.ops`
+        or `_torch_ops.OPS`, the same operations in torch)."""
+        _, scale, low, high = grids[0]
+        unit = 1.0  # the scale of the kernel's int32 accumulator
+        for g in grids[1:]:
+            unit = unit * g[1]
+        unit = xp.stop_gradient(unit)
+        exponent = xp.floor(xp.log2(unit / scale)) + 1.0  # frexp's
+        if count > 1:
+            shift = min(int(count).bit_length() - 1, 32)
+            right = xp.maximum(shift - exponent, 0.0)
+            unit = unit / float(count)
+        else:
+            right = xp.maximum(-exponent, 0.0)
+        step = xp.power(2.0, right)
+        multiplier = xp.stop_gradient(unit / scale * step)
+        return unit, multiplier, step, scale, low, high
+
+    def _torch_requantized(self, q, x, grids, count):
+        """`requantized` on PyTorch (`_torch_ops.requantize`), its
+        constants computed once per point, inputs' grids and run."""
+        cache_key = (count,) + tuple(id(g[1]) for g in grids)
+        if cache_key not in self.requant_cache:
+            torch_ops = _torch_ops()
+            self.requant_cache[cache_key] = torch_ops.requantize_constants(
+                self._requant_constants(grids, count, torch_ops.OPS)
+            )
+        self.requantized_with = self.requant_cache[cache_key]
+        return self._remember(
+            _torch_ops().requantize(q, x, self.requantized_with),
+            *self.requantized_with[3:],
+        )
 
     def _trace_int16(self, x, key, fixed):
         """Records the symmetric 16-bit range of `x` under its graph name
@@ -323,15 +472,17 @@ class QuantizationScope(points.Scope):
         # straight-through gradient of fake_quant_with_min_max_vars, with
         # the nudged range computed once per point and no gradient
         # function (whose Python overhead dominated a training step).
-        if key not in self.nudges:
-            self.nudges[key] = _nudged(low, high, bits, grid=True)
-        return _torch_fake_quant(x, self.nudges[key], not self.no_gradient)
+        self.quantized_with = self._point_grids(key, low, high, bits)[0]
+        return _torch_ops().fake_quant(
+            x, self.quantized_with, not self.no_gradient
+        )
 
     def _observe(self, key, low, high):
+        xp = _xp()
         if key in self.observed:
             old_low, old_high = self.observed[key]
-            low, high = ops.minimum(low, old_low), ops.maximum(high, old_high)
-        self.observed[key] = (ops.stop_gradient(low), ops.stop_gradient(high))
+            low, high = xp.minimum(low, old_low), xp.maximum(high, old_high)
+        self.observed[key] = (xp.stop_gradient(low), xp.stop_gradient(high))
 
     def scan(self, fn, states, inputs, observe=True):
         """`points.scan` in this scope: in `"train"` mode each step's
@@ -340,15 +491,21 @@ class QuantizationScope(points.Scope):
         with `observe=False` they are dropped: the caller marks the same
         points again on whole sequences, with their gradients, so the loop
         needs neither (on PyTorch it then skips the gradient part of the
-        fake quantization)."""
+        fake quantization, and replays each point met in the loop from
+        its first step: every step of a loop runs the same step function,
+        so it meets the same points on the same grids)."""
         self.no_gradient = not observe
+        self.looping = self.eager and self.no_gradient
+        self.loop_memo = {}
         try:
             return self._scan(fn, states, inputs, observe)
         finally:
-            self.no_gradient = False
+            self.no_gradient = self.looping = False
+            self.loop_memo = {}
 
     def _scan(self, fn, states, inputs, observe):
-        if self.mode != "train":
+        if self.mode != "train" or not observe:
+            # (Without `observe` the points observe nothing: `activation`.)
             return points.scan_time(fn, states, inputs)
         outer = self.observed
 
@@ -376,18 +533,25 @@ class QuantizationScope(points.Scope):
         `x` (inside its nudged range, bounds included, as
         `fake_quant_with_min_max_vars`), else 0.0."""
         config = self._config()
-        ones = ops.ones_like(x)
         if config.skip or self.mode == "discover":
-            return ones
+            return ops.ones_like(x)
         key = self.key(owner, name)
         fixed = config.fixed_range(key) or fixed
         key = self.model.aliases.get(key, key)
         fixed = self.model.points[key] if fixed is None else fixed
         if fixed is not None:
-            low, high = (ops.convert_to_tensor(float(v)) for v in fixed)
+            low, high = fixed
         else:
             index = self.model.point_index(key)
             low, high = self.ranges[index, 0], self.ranges[index, 1]
+        if self.eager and config.activation_bits == 8:
+            if fixed is None and self.mode != "export" and not self.ready_now:
+                return ops.ones_like(x)
+            bounds = self._point_grids(key, low, high, 8)[0][:2]
+            return _torch_ops().inside(x, *bounds)
+        if fixed is not None:
+            low, high = (ops.convert_to_tensor(float(v)) for v in fixed)
+        ones = ops.ones_like(x)
         if config.activation_bits == 16:
             # Symmetric, zero point 0 (`_fake_quant_activation`).
             if fixed is not None and tuple(fixed) in _KERNEL_RANGES:
@@ -442,10 +606,7 @@ class QuantizationScope(points.Scope):
             q = points.constant(lambda: _quantize_operand(fn(), bits))
         else:
             q = _quantize_operand(fn(), bits)
-        # The quantized values span the nudged range: its grid.
-        low = ops.stop_gradient(ops.minimum(ops.min(q), 0.0))
-        high = ops.stop_gradient(ops.maximum(ops.max(q), low + 1e-8))
-        return self._remember(q, (high - low) / float((1 << bits) - 1))
+        return self._remember(q, _operand_scale(q, bits))
 
     def _calibrating(self):
         # `QuantizedModel.calibrate` observes the float model, as the
