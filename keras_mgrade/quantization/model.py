@@ -99,6 +99,23 @@ def _tracing():
     return not tf.executing_eagerly()
 
 
+def _xla_scan(fn, states, inputs):
+    """`points.scan_time` compiled by XLA inside the graph TensorFlow
+    traces: a loop without gradient or observations (`scan` with
+    `observe=False`) of small operations, which TensorFlow's executor
+    would run one operation at a time (Keras does not use XLA on CPU by
+    default)."""
+    import tensorflow as tf
+
+    compiled = tf.function(
+        lambda states, inputs: points.scan_time(fn, states, inputs),
+        jit_compile=True,
+        autograph=False,
+    )
+    ys, final = compiled(list(states), list(inputs))
+    return ys, list(final)
+
+
 def _eager_range_table(model):
     """`model.range_table()` read outside the graph being traced."""
     import tensorflow as tf
@@ -504,6 +521,8 @@ class QuantizationScope(points.Scope):
             self.loop_memo = {}
 
     def _scan(self, fn, states, inputs, observe):
+        if not observe and _tracing() and not self.exports:
+            return _xla_scan(fn, states, inputs)
         if self.mode != "train" or not observe:
             # (Without `observe` the points observe nothing: `activation`.)
             return points.scan_time(fn, states, inputs)
@@ -656,10 +675,13 @@ class QuantizedModel(keras.Model, core.QuantizedSteps):
     `_call_steps` is that reference). A stateful kind without a sequence
     form (`keras.layers.GRU`, `LSTM`, a running mean that the host does not
     pool) is scanned one step at a time, with gradient, the rest of the
-    model still at once. A training step costs about 2-3 times the
-    float model's on TensorFlow, 1.3-1.6 times on JAX, 9-14 times on
-    PyTorch (`benchmarks/qat.py --speed`). Dropout is not applied (the
-    step graph has none).
+    model still at once. On PyTorch, which runs every operation eagerly,
+    the fake quantization is computed in torch operations
+    (`_torch_ops`; the same values) and the loop replays each point's
+    quantization after its first step. A training step costs about 2-3
+    times the float model's on TensorFlow, 1.3-1.6 times on JAX, 2.6-3
+    times on PyTorch (`benchmarks/qat.py --speed`). Dropout is not
+    applied (the step graph has none).
 
     Args:
         model: the float sequence model (see `streaming_model` for the

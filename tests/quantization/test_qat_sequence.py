@@ -199,3 +199,46 @@ def test_fit_trains_with_the_sequence_path():
     assert losses[-1] < losses[0]
     low, high = qat.range_table()["inputs/x"]
     assert low == pytest.approx(min(x.min(), 0.0), rel=1e-5)
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="TensorFlow's graphs")
+def test_xla_loop_equals_the_graph_loop(monkeypatch):
+    """In a traced TensorFlow graph the MinGRU state update loop is
+    compiled by XLA (`_xla_scan`); it computes what the same loop in the
+    graph computes, bit for bit, in training and inference."""
+    import tensorflow as tf
+
+    from keras_mgrade.core import points
+    from keras_mgrade.quantization import model as qat_module
+
+    model = mgrade_classifier(FEATURES, 3, num_layers=2, norm="layer", **SMALL)
+    qat = quantize_model(model)
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(4, T, FEATURES)).astype("float32")
+    qat(x, training=True)  # sets the ranges
+    ranges = _numpy(qat.ranges)
+    calls = []
+
+    def counted(fn, states, inputs):
+        calls.append(1)
+        return xla(fn, states, inputs)
+
+    xla = qat_module._xla_scan
+    monkeypatch.setattr(qat_module, "_xla_scan", counted)
+    compiled = [
+        tf.function(lambda x: qat(x, training=True))(x).numpy(),
+        _numpy(qat.ranges),
+        tf.function(lambda x: qat(x, training=False))(x).numpy(),
+    ]
+    assert calls  # the compiled loop ran
+    monkeypatch.setattr(
+        qat_module, "_xla_scan", lambda fn, s, i: points.scan_time(fn, s, i)
+    )
+    qat.ranges.assign(ranges)
+    plain = [
+        tf.function(lambda x: qat(x, training=True))(x).numpy(),
+        _numpy(qat.ranges),
+        tf.function(lambda x: qat(x, training=False))(x).numpy(),
+    ]
+    for a, b in zip(compiled, plain):
+        np.testing.assert_array_equal(a, b)
