@@ -139,6 +139,7 @@ class OPS:
     power = torch.pow
     reshape = torch.reshape
     round = torch.round
+    stack = torch.stack
 
     @staticmethod
     def cast(x, dtype):

@@ -175,14 +175,14 @@ def _weight_scale(w, axis, bits):
     return xp.maximum(m, 1e-8) / levels
 
 
-def _grid(low, high, bits):
+def _grid(low, high, bits, xp=ops):
     """`(scale, nudged low, nudged high)` of a fake-quant range, as
     `keras.quantizers.fake_quant_with_min_max_vars` nudges it."""
     levels = float((1 << bits) - 1)
-    low = ops.convert_to_tensor(low, "float32")
-    high = ops.convert_to_tensor(high, "float32")
+    low = xp.convert_to_tensor(low, "float32")
+    high = xp.convert_to_tensor(high, "float32")
     scale = (high - low) / levels
-    zero = ops.round(ops.clip(-low / scale, 0.0, levels))
+    zero = xp.round(xp.clip(-low / scale, 0.0, levels))
     return scale, -zero * scale, (levels - zero) * scale
 
 
@@ -195,8 +195,9 @@ _FIXED_GRIDS = {}
 
 
 def _torch_grids(low, high, bits):
-    nudged = _nudged(low, high, bits, grid=True, xp=_torch_ops().OPS)
-    return _torch_ops().grid(nudged), _grid(low, high, bits)
+    xp = _torch_ops().OPS
+    nudged = _nudged(low, high, bits, grid=True, xp=xp)
+    return _torch_ops().grid(nudged), _grid(low, high, bits, xp=xp)
 
 
 def _identity(x):
@@ -348,9 +349,10 @@ class QuantizationScope(points.Scope):
         elif bits == 8:
             if self.learned_grids is None:
                 every = self.ranges[:, 0], self.ranges[:, 1]
+                xp = _torch_ops().OPS
                 self.learned_grids = (
-                    _nudged(*every, bits, grid=True),
-                    _grid(*every, bits),
+                    _nudged(*every, bits, grid=True, xp=xp),
+                    _grid(*every, bits, xp=xp),
                 )
             i = self.model.point_index(key)
             nudged, grid = ([v[i] for v in g] for g in self.learned_grids)
@@ -635,15 +637,16 @@ class QuantizationScope(points.Scope):
     def merge(self, low, high):
         """`low`/`high` (one entry per learned point) updated with this
         step's observations."""
+        xp = _xp()
         keys = self.model.learned_points
-        inf = ops.convert_to_tensor(np.inf, "float32")
-        step_low = ops.stack(
+        inf = xp.convert_to_tensor(np.inf, "float32")
+        step_low = xp.stack(
             [self.observed.get(k, (inf, -inf))[0] for k in keys]
         )
-        step_high = ops.stack(
+        step_high = xp.stack(
             [self.observed.get(k, (inf, -inf))[1] for k in keys]
         )
-        return ops.minimum(low, step_low), ops.maximum(high, step_high)
+        return xp.minimum(low, step_low), xp.maximum(high, step_high)
 
 
 @keras.saving.register_keras_serializable(package="keras_mgrade")
@@ -678,10 +681,11 @@ class QuantizedModel(keras.Model, core.QuantizedSteps):
     model still at once. On PyTorch, which runs every operation eagerly,
     the fake quantization is computed in torch operations
     (`_torch_ops`; the same values) and the loop replays each point's
-    quantization after its first step. A training step costs about 2-3
-    times the float model's on TensorFlow, 1.3-1.6 times on JAX, 2.6-3
-    times on PyTorch (`benchmarks/qat.py --speed`). Dropout is not
-    applied (the step graph has none).
+    quantization after its first step; on TensorFlow the loop inside a
+    traced graph is compiled by XLA (`_xla_scan`). A training step costs
+    about 2.3-2.7 times the float model's on TensorFlow, 1.1-1.6 times on
+    JAX, 2.7-3.2 times on PyTorch (`benchmarks/qat.py --speed`). Dropout
+    is not applied (the step graph has none).
 
     Args:
         model: the float sequence model (see `streaming_model` for the
