@@ -684,7 +684,7 @@ class QuantizedModel(keras.Model, core.QuantizedSteps):
     quantization after its first step; on TensorFlow the loop inside a
     traced graph is compiled by XLA (`_xla_scan`). A training step costs
     about 2.3-2.7 times the float model's on TensorFlow, 1.1-1.6 times on
-    JAX, 2.7-3.2 times on PyTorch (`benchmarks/qat.py --speed`). Dropout
+    JAX, 2.7-3.0 times on PyTorch (`benchmarks/qat.py --speed`). Dropout
     is not applied (the step graph has none).
 
     Args:
