@@ -211,7 +211,7 @@ def test_xla_loop_equals_the_graph_loop(monkeypatch):
     from keras_mgrade.core import points
     from keras_mgrade.quantization import model as qat_module
 
-    model = mgrade_classifier(FEATURES, 3, num_layers=2, norm="layer", **SMALL)
+    model = mgrade_seq2seq(FEATURES, 2, num_layers=1, norm=None, **SMALL)
     qat = quantize_model(model)
     rng = np.random.default_rng(3)
     x = rng.normal(size=(4, T, FEATURES)).astype("float32")
