@@ -26,14 +26,21 @@ def _bound(value):
     return float(value) if value.numel() == 1 else value
 
 
+def _float32(x):
+    if isinstance(x, torch.Tensor):
+        return x if x.dtype == torch.float32 else x.float()
+    # A Keras variable, an array or a number: on Keras' device.
+    import keras
+
+    return keras.ops.convert_to_tensor(x, "float32")
+
+
 def grid(nudged):
     """`(low, high, low, scale, inverse, zero)` of a fake quantization
     from `_nudged(..., grid=True)`'s `(low, high, scale, inverse, zero)`
     (tensors, per tensor or per channel): the first two as clamp bounds,
     the rest as arithmetic operands."""
-    low, high, scale, inverse, zero = (
-        torch.as_tensor(v, dtype=torch.float32) for v in nudged
-    )
+    low, high, scale, inverse, zero = (_float32(v) for v in nudged)
     return (_bound(low), _bound(high), low, scale, inverse, zero)
 
 
@@ -122,10 +129,6 @@ def inside(x, low, high):
         return _equal(torch.clamp(x, low, high), x)
 
 
-def _float32(x):
-    return torch.as_tensor(x, dtype=torch.float32)
-
-
 class OPS:
     """The `keras.ops` functions of the quantization arithmetic in
     `model.py` (`_xp`) as torch operations, without keras' conversion
@@ -186,7 +189,7 @@ def extrema(x):
 def requantize_constants(constants):
     """`requantize`'s constants from `(unit, multiplier, step, scale,
     low, high)` tensors."""
-    values = [torch.as_tensor(v, dtype=torch.float32) for v in constants]
+    values = [_float32(v) for v in constants]
     return tuple(values[:4]) + (_bound(values[4]), _bound(values[5]))
 
 

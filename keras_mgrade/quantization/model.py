@@ -639,7 +639,7 @@ class QuantizationScope(points.Scope):
         step's observations."""
         xp = _xp()
         keys = self.model.learned_points
-        inf = xp.convert_to_tensor(np.inf, "float32")
+        inf = ops.convert_to_tensor(np.inf, "float32")  # (on the device)
         step_low = xp.stack(
             [self.observed.get(k, (inf, -inf))[0] for k in keys]
         )

@@ -146,3 +146,19 @@ def test_replay_passes_on_grid_tensors_through():
     grids[id(on_grid)] = (on_grid, scale)
     assert replay(on_grid) is on_grid
     _same(_torch_ops.fake_quant_values(on_grid, g).numpy(), on_grid.numpy())
+
+
+def test_weight_given_as_a_keras_variable_keeps_its_gradient():
+    # A registered kind may mark a weight with `lambda: layer.kernel`
+    # (a Keras variable, not a tensor): its quantization must train it.
+    import torch
+
+    from keras_mgrade.quantization.model import _quantize_weight
+
+    v = keras.Variable(
+        np.linspace(-1.0, 1.0, 12).reshape(3, 4), dtype="float32"
+    )
+    q = _quantize_weight(v, -1, 8)
+    q.sum().backward()
+    assert isinstance(q, torch.Tensor)
+    np.testing.assert_array_equal(v.value.grad.numpy(), np.ones((3, 4)))
