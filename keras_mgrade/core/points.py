@@ -218,7 +218,10 @@ def gradient_mask(owner, name, x, fixed=None, state=False):
 def scan_time(fn, states, inputs):
     """`scan` without a scope hook: `keras.ops.scan` over time (a
     `tf.while_loop` on TensorFlow, whose `ops.scan` needs the outputs to
-    match the states); `y_t` may be any structure of tensors."""
+    match the states; a Python loop on PyTorch); `y_t` may be any
+    structure of tensors. The active scope learns that the time-major
+    inputs and, on PyTorch, their time steps lie on the inputs' grids
+    (`same_grid`)."""
     import keras
     from keras import ops
 
