@@ -50,7 +50,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+from qat import accuracy  # noqa: E402
 from qat import machine  # noqa: E402
+from qat import nrmse  # noqa: E402
 
 from keras_mgrade import datasets  # noqa: E402
 from keras_mgrade.export import export_tflite  # noqa: E402
@@ -81,18 +83,6 @@ LEARNING_RATE = 3e-3
 QAT_LEARNING_RATE = 1e-3
 CALIBRATION = 64  # PTQ representative sequences
 HIGHER_IS_BETTER = {"digits": True, "listops": True, "lorenz": False}
-
-
-def nrmse(prediction, target):
-    """Mean over output features of RMSE / std of the targets."""
-    prediction = prediction.reshape(-1, target.shape[-1])
-    target = target.reshape(-1, target.shape[-1])
-    rmse = np.sqrt(np.mean((prediction - target) ** 2, axis=0))
-    return float(np.mean(rmse / np.std(target, axis=0)))
-
-
-def accuracy(logits, labels):
-    return float(100.0 * np.mean(np.argmax(logits, -1) == labels))
 
 
 def right_align(x):
