@@ -49,13 +49,17 @@ QAT), over 4 test sequences, in steps of the file's output.
     KERAS_BACKEND=jax nice -n 5 python benchmarks/qat.py \\
         [--seeds 0 1 2] [--experiments digits pdigits4 lorenz16 lorenz] \\
         [--fast] [--out out/qat] [--qat-schedule EPOCHS LR]
-        [--ablation | --speed]
+        [--ablation | --speed | --rounding]
 
 `--ablation` prints instead, per experiment and seed, the fake-quantized
 Keras model's metric with only the weights quantized and with one
 activation point at a time left in float (which tensors cost accuracy).
 `--speed` prints instead the time of one QAT training step against one
-float training step, per model, on the current backend.
+float training step, per model, on the current backend. `--rounding`
+prints instead the PTQ files (int8 and 16x8) with nearest and with GPTQ
+weight rounding (`export_tflite(..., weight_rounding=...)`) on TFLite
+Micro. The PTQ columns of the comparison use the exporter's default
+rounding: nearest for int8, GPTQ for 16x8.
 Measured results: `benchmarks/RESULTS.md`, section qat.
 """
 
@@ -177,7 +181,7 @@ def train_float(name, seed, size):
     return model, loss, metric, data
 
 
-def _on_chip(model, quantize, path, data, calibrate):
+def _on_chip(model, quantize, path, data, calibrate, **kwargs):
     """Exports `model` to `quantize` (calibrated on training sequences if
     `calibrate`), streams the test set on TFLite Micro; the metric and the
     report's deviation from the Keras model in output steps."""
@@ -189,6 +193,7 @@ def _on_chip(model, quantize, path, data, calibrate):
         representative_data=x_train[:CALIBRATION] if calibrate else None,
         check_data=x_test[:4],
         verbose=False,
+        **kwargs,
     )
     return on_micro(path, report, x_test), report["max_deviation_output_lsb"]
 
@@ -246,6 +251,58 @@ def run(name, seed, size, out, schedule=None):
         row[key] = metric(y, y_test)
     model.set_weights(weights)
     return row
+
+
+ROUNDINGS = (
+    ("int8", "nearest"),
+    ("int8", "gptq"),
+    ("int16x8", "nearest"),
+    ("int16x8", "gptq"),
+)
+
+
+def rounding(name, seed, size, out):
+    """PTQ with each weight rounding (`export_tflite(...,
+    weight_rounding=...)`): the files' metrics on TFLite Micro against
+    the float32 model's."""
+    model, _, metric, data = train_float(name, seed, size)
+    row = {"float": metric(model.predict(data[2], verbose=0), data[3])}
+    for quantize, method in ROUNDINGS:
+        path = os.path.join(
+            out, f"{name}_seed{seed}_{quantize}_{method}.tflite"
+        )
+        y, _ = _on_chip(
+            model, quantize, path, data, True, weight_rounding=method
+        )
+        row[quantize, method] = metric(y, data[3])
+    return row
+
+
+def rounding_table(name, rows):
+    task = EXPERIMENTS[name][0]
+    fmt = "{:.4f}" if task == "lorenz" else "{:.2f}"
+    head = ["float32"] + [f"PTQ {q} {m}" for q, m in ROUNDINGS]
+    unit = "NRMSE; gaps: % rel." if task == "lorenz" else "accuracy %; gaps: pp"
+    lines = [
+        f"{name}: PTQ weight rounding on TFLite Micro ({unit})",
+        "",
+        "| seed | " + " | ".join(head) + " | "
+        + " | ".join(f"gap {q} {m}" for q, m in ROUNDINGS) + " |",
+        "|---|" + "---:|" * (2 * len(ROUNDINGS) + 1),
+    ]  # fmt: skip
+    for seed, r in rows:
+        cells = [fmt.format(r["float"])]
+        cells += [fmt.format(r[k]) for k in ROUNDINGS]
+        cells += [f"{gap(r[k], r['float'], task):+.2f}" for k in ROUNDINGS]
+        lines.append(f"| {seed} | " + " | ".join(cells) + " |")
+    cells = [fmt.format(np.mean([r["float"] for _, r in rows]))]
+    cells += [fmt.format(np.mean([r[k] for _, r in rows])) for k in ROUNDINGS]
+    cells += [
+        f"{np.mean([gap(r[k], r['float'], task) for _, r in rows]):+.2f}"
+        for k in ROUNDINGS
+    ]
+    lines.append("| mean | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 @contextlib.contextmanager
@@ -465,6 +522,12 @@ def main(argv=None):
         "experiment instead of the per-task defaults",
     )
     parser.add_argument(
+        "--rounding",
+        action="store_true",
+        help="instead of the comparison: PTQ int8 and 16x8 with nearest "
+        "and GPTQ weight rounding (`export_tflite(weight_rounding=...)`)",
+    )
+    parser.add_argument(
         "--speed",
         action="store_true",
         help="instead of the comparison: seconds per training step of the "
@@ -476,6 +539,14 @@ def main(argv=None):
         print(speed())
         return None
     size = "fast" if args.fast else "full"
+    if args.rounding:
+        os.makedirs(args.out, exist_ok=True)
+        print(machine())
+        for name in args.experiments:
+            rows = [(s, rounding(name, s, size, args.out)) for s in args.seeds]
+            print()
+            print(rounding_table(name, rows), flush=True)
+        return None
     if args.ablation:
         for name in args.experiments:
             for seed in args.seeds:

@@ -4,15 +4,17 @@
                         [--calibration DATA.npy]
                         [--out DIR_OR_FILE.tflite] [--steps-per-invoke K]
                         [--state io|variables] [--target tflm|litert]
-                        [--c DIR]
+                        [--weight-rounding nearest|gptq] [--c DIR]
     keras-mgrade report MODEL.keras|MODEL.tflite
 
 `export` converts under the TensorFlow backend whatever backend the model
 was trained on (`--int8`: full int8; `--int16x8`: int16 activations and
 states with int8 weights, for TFLite Micro; both calibrate on
-`--calibration`); with `--out DIR` it writes `DIR/model_<precision>.tflite`,
-its JSON report and the C sources (`model_data.h/.cc`, `model_ops.h`);
-with `--state variables` the file is `DIR/model_<precision>_variables.tflite`
+`--calibration`; `--weight-rounding` chooses how the int8 weights are
+rounded, see `export_tflite`); with `--out DIR` it writes
+`DIR/model_<precision>.tflite`, its JSON report and the C sources
+(`model_data.h/.cc`, `model_ops.h`); with `--state variables` the file
+is `DIR/model_<precision>_variables.tflite`
 (states in resource variables, for TFLite Micro); with `--c DIR` (int8,
 state `io`) it also writes the step as plain C, `DIR/mgrade.h` and
 `DIR/mgrade.c`, with no interpreter (`keras_mgrade.export.export_c`).
@@ -97,6 +99,7 @@ def _export(args):
         check_data=check,
         max_calibration_sequences=args.max_calibration_sequences,
         target=args.target,
+        weight_rounding=args.weight_rounding,
     )
     if c_dir is not None:
         with open(path, "rb") as f:
@@ -241,6 +244,12 @@ def main(argv=None):
         default="tflm",
         choices=("tflm", "litert"),
         help="shrink the file for TFLite Micro (default) or keep it for LiteRT",
+    )
+    exp.add_argument(
+        "--weight-rounding",
+        choices=("nearest", "gptq"),
+        help="how post-training quantization rounds the int8 weights "
+        "(default: gptq for --int16x8, nearest for --int8)",
     )
     rep = sub.add_parser("report", help="print the memory table")
     rep.add_argument("model", help="a .keras model or a .tflite file")

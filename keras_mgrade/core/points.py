@@ -307,14 +307,30 @@ class FoldWeights(Scope):
     The TensorFlow exporter traces the step graph inside it, so that a
     weight computed from other weights (the DCLS kernel, built from the
     delay positions with EXP) reaches the converter as a constant,
-    whatever its size.
+    whatever its size. `substitute(prefix, owner, name, value)`, if
+    given, returns the constant that replaces a per-channel weight's
+    float `value` (the rounded weights of post-training quantization,
+    `keras_mgrade.export.rounding`).
     """
 
     quantizes = False
     exports = True
 
+    def __init__(self, substitute=None):
+        self.substitute = substitute
+
     def weight(self, owner, name, fn, axis):
-        return constant(fn)
+        if self.substitute is None or axis is None:
+            return constant(fn)
+        return constant(
+            lambda: self.substitute(self.prefix, owner, name, _numpy(fn()))
+        )
+
+
+def _numpy(x):
+    import keras
+
+    return keras.ops.convert_to_numpy(x)
 
 
 def folded(fn):

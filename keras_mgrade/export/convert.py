@@ -218,14 +218,19 @@ def float32_model(model, log):
     return copy
 
 
-def calibration_samples(model, data, k, host_pooling, log, limit=2000):
+def calibration_samples(
+    model, data, k, host_pooling, log, limit=2000, substitute=None
+):
     """Per-invoke inputs `[x, *states]` seen when streaming `data`
     `(n, timesteps, ...)` through the float step model of `model` (at most
-    about `limit` of them, spread over the sequences and time)."""
+    about `limit` of them, spread over the sequences and time);
+    `substitute`: the rounded weights to stream with (see
+    `keras_mgrade.export.rounding.Substitute`)."""
     n = data.shape[0]
     batch_step = streaming_model(
         model, steps_per_invoke=k, host_pooling=host_pooling, batch_size=n
     )
+    batch_step.get_layer("streaming_step").substitute = substitute
     states = [
         np.zeros(tuple(t.shape), "float32") for t in batch_step.inputs[1:]
     ]

@@ -14,6 +14,7 @@ from keras_mgrade import core
 QUANTIZE = (None, "int8", "int16x8")
 STATES = ("io", "variables")
 TARGETS = ("tflm", "litert")
+WEIGHT_ROUNDING = ("nearest", "gptq")
 DATA = ("representative_data", "check_data")
 
 
@@ -32,6 +33,9 @@ def check_request(model, path, **request):
     _check_choice("quantize", request["quantize"], QUANTIZE)
     _check_choice("state", request["state"], STATES)
     _check_choice("target", request["target"], TARGETS)
+    _check_choice(
+        "weight_rounding", request["weight_rounding"], (None,) + WEIGHT_ROUNDING
+    )
     k = _utils.check_positive_int(
         "steps_per_invoke", request["steps_per_invoke"]
     )
@@ -46,6 +50,25 @@ def check_request(model, path, **request):
     quantize = request["quantize"]
     if quantize is not None and quantized is not None:
         quantized.check_exportable(quantize)
+    rounding = request["weight_rounding"]
+    post_training = quantize is not None and quantized is None
+    if rounding is None:
+        # GPTQ for 16x8, whose error is mostly the int8 weights' rounding.
+        gptq = post_training and quantize == "int16x8"
+        rounding = request["weight_rounding"] = "gptq" if gptq else "nearest"
+    if rounding != "nearest" and not post_training:
+        what = (
+            "a quantization-aware model (its file keeps the weights it "
+            "was trained with)"
+            if quantize is not None
+            else "a float32 file"
+        )
+        raise ValueError(
+            f"weight_rounding={rounding!r} rounds the weights of "
+            "post-training quantization (quantize='int8' or 'int16x8' "
+            f"with representative_data), not of {what}. Received: "
+            f"weight_rounding={rounding!r}, quantize={quantize!r}"
+        )
     if quantize is not None and quantized is None and data is None:
         raise ValueError(
             f"quantize={quantize!r} needs calibration data: pass "

@@ -49,13 +49,16 @@ class StreamingStep(keras.layers.Layer):
         self.steps_per_invoke = steps_per_invoke
         self.host_pooling = host_pooling
         self.quantized = quantized
+        # Set by the exporter: replaces per-channel weights while the
+        # converter traces (rounded weights, `export.rounding`).
+        self.substitute = None
 
     def call(self, inputs):
         x, *flat = inputs
         if self.quantized is not None:
             scope = self.quantized.quantization_scope("export")
         else:
-            scope = points.FoldWeights()
+            scope = points.FoldWeights(self.substitute)
         outputs = []
         with points.scope(scope):
             for t in range(self.steps_per_invoke):

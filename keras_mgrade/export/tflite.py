@@ -20,6 +20,7 @@ from keras_mgrade.export import convert
 from keras_mgrade.export import estimate
 from keras_mgrade.export import request as request_checks
 from keras_mgrade.export import rewrite
+from keras_mgrade.export import rounding
 from keras_mgrade.export import shrink
 from keras_mgrade.export import tflm_ops
 from keras_mgrade.export import verify
@@ -40,6 +41,7 @@ def export_tflite(
     check_data=None,
     max_calibration_sequences=64,
     target="tflm",
+    weight_rounding=None,
     verbose=True,
 ):
     """Writes a streaming `.tflite` file and returns its report.
@@ -107,6 +109,20 @@ def export_tflite(
             alike). The shrunk file is checked to give bit-identical
             outputs on TFLite Micro; the report's `shrink` says what was
             removed.
+        weight_rounding: how post-training quantization rounds the int8
+            weights: `"nearest"` (the converter's rounding) or `"gptq"`:
+            each output channel rounded weight by weight, the error of
+            each compensated on those not yet rounded so that the
+            channel's output on the calibration data moves least (GPTQ;
+            on the converter's own per-channel grid, see
+            `keras_mgrade.export.rounding`; a channel keeps nearest
+            rounding where that is better). Defaults to `"gptq"` for
+            `"int16x8"` (its error is mostly the int8 weights') and
+            `"nearest"` for `"int8"` (measured: within noise of nearest
+            on the classification benchmarks, better on Lorenz; see
+            `benchmarks/RESULTS.md`). Not for float32 files nor
+            quantization-aware models (a ValueError). The report's
+            `weight_rounding` says what was done.
         verbose: bool, print progress.
 
     The export is a pipeline: convert (`keras_mgrade.export.convert`),
@@ -132,7 +148,10 @@ def export_tflite(
         same in steps of the int8 or int16 output), `warnings` (an
         integer input or state
         that saturates over the check data), `host_pooling`, `quantize`,
-        `state`, `steps_per_invoke`, and for `state="variables"`
+        `state`, `steps_per_invoke`, `weight_rounding` (the method; for
+        `"gptq"` the number of weights rounded, `nearest` those left to
+        the converter, and the summed output errors of both roundings on
+        the calibration inputs), and for `state="variables"`
         `variables` (name, shape, dtype, scale, zero point of each state
         variable, in `state_specs` order). A model computing in mixed
         precision is converted from a float32 copy of it.
@@ -167,6 +186,7 @@ def export_tflite(
         check_data=check_data,
         max_calibration_sequences=max_calibration_sequences,
         target=target,
+        weight_rounding=weight_rounding,
         verbose=verbose,
     )
     if keras.backend.backend() != "tensorflow":
@@ -227,7 +247,7 @@ def _build(job):
     """The file's bytes, and what building it found: convert, apply the
     export contract and the graph passes, shrink for the target."""
     request = job.request
-    flat, num_states = _convert(
+    flat, num_states, rounded = _convert(
         job.model, job.quantized, job.host_pooling, request, job.log
     )
     stream = {
@@ -255,6 +275,7 @@ def _build(job):
         "unshrunk": unshrunk,
         "removed": removed,
         "ops": ops_used,
+        "weight_rounding": rounded,
     }
 
 
@@ -298,6 +319,7 @@ def _check(job, flat, built):
             job.user_model,
         ),
         "quantization": _quantization(request["quantize"], job.quantized),
+        "weight_rounding": built["weight_rounding"],
         "check_sequences": int(sequences.shape[0]),
         "check_timesteps": int(sequences.shape[1]),
     }
@@ -331,19 +353,34 @@ def _log_result(log, report):
 
 
 def _convert(model, quantized, host_pooling, request, log):
-    """`(flatbuffer bytes, number of states)` of `model`."""
+    """`(flatbuffer bytes, number of states, what the weight rounding
+    did)` of `model`."""
     quantize, k = request["quantize"], request["steps_per_invoke"]
     step = streaming_model(model, steps_per_invoke=k, host_pooling=host_pooling)
     samples = None
-    if quantize is not None and quantized is None:
-        limit = request["max_calibration_sequences"]
-        samples = convert.calibration_samples(
+    limit = request["max_calibration_sequences"]
+
+    def calibrate(substitute=None):
+        return convert.calibration_samples(
             model,
             request["representative_data"][:limit],
             k,
             host_pooling,
             log,
+            substitute=substitute,
         )
+
+    if quantize is not None and quantized is None:
+        samples = calibrate()
+    rounded = {"method": "nearest"}
+    if request["weight_rounding"] == "gptq":
+        moments, weights, substitute = _round_weights(
+            step, model, samples, request, log
+        )
+        # Calibrated again with the rounded weights: the states fed to
+        # the converter are those its graph computes, so that each
+        # state's input and output get the same range.
+        samples = calibrate(substitute)
     log(f"converting to TFLite ({quantize or 'float32'})...")
     if quantize == "int16x8" and quantized is not None:
         samples = convert.calibration_samples(
@@ -356,7 +393,27 @@ def _convert(model, quantized, host_pooling, request, log):
         flat = convert.convert_int16_from_ranges(step, quantized, samples)
     else:
         flat = convert.convert(step, quantize, quantized is not None, samples)
-    return flat, len(step.inputs) - 1
+    if request["weight_rounding"] == "gptq":
+        rounded = rounding.report(moments, weights, substitute)
+    return flat, len(step.inputs) - 1, rounded
+
+
+def _round_weights(step, model, samples, request, log):
+    """Rounds the weights of `step` from the calibration statistics
+    (`keras_mgrade.export.rounding`); what it changed."""
+    log(f"rounding the weights ({request['weight_rounding']})...")
+    moments = rounding.collect(
+        model,
+        samples,
+        request["steps_per_invoke"],
+        step.get_layer("streaming_step").host_pooling,
+    )
+    float_flat = convert.convert(step, None)  # what the converter fuses
+    factors = rounding.converter_factors(moments, float_flat)
+    rounded = rounding.gptq_weights(moments, factors)
+    substitute = rounding.Substitute(rounded)
+    step.get_layer("streaming_step").substitute = substitute
+    return moments, rounded, substitute
 
 
 def _range_sequences(quantized, request):

@@ -200,6 +200,7 @@ def test_cli_int16x8(tmp_path, capsys):
     assert cli.main(args + [str(data_path), "--out", str(out)]) == 0
     report = json.loads((out / "model_int16x8.json").read_text())
     assert report["inputs"][0]["dtype"] == "int16"
+    assert report["weight_rounding"]["method"] == "gptq"  # the default
     interp = StreamingInterpreter(str(out / "model_int16x8.tflite"), "tflm")
     assert interp.inputs[0].dtype == np.int16
     with pytest.raises(ValueError, match="int8 files only.*int16"):
@@ -221,6 +222,8 @@ def test_int16x8_from_jax_or_torch(tmp_path):
         verbose=False,
     )  # fmt: skip
     assert {e["dtype"] for e in report["inputs"]} == {"int16"}
+    assert report["weight_rounding"]["method"] == "gptq"
+    assert report["weight_rounding"]["nearest"] == 0
     got = stream_file(path, data[:2], "tflm")
     expected = to_numpy(model(data[:2]))
     assert np.max(np.abs(got - expected)) < 0.05 * np.max(np.abs(expected))
