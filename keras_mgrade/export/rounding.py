@@ -64,6 +64,8 @@ class _Collector(points.Scope):
             value = np.asarray(ops.convert_to_numpy(tensor), "float64")
             key = weight_key(self.prefix, owner, name, value.astype("float32"))
             self.weights[id(tensor)] = (tensor, key, value, axis)
+            # Kind None until a recognised product reads it.
+            self.moments.setdefault(key, [None, value, axis, 0.0, 0])
         return tensor
 
     def requantized(self, owner, name, x, inputs, count=1):
@@ -75,7 +77,8 @@ class _Collector(points.Scope):
         if found is None:
             return x
         kind, h, n = found
-        entry = self.moments.setdefault(key, [kind, value, axis, 0.0, 0])
+        entry = self.moments[key]
+        entry[0] = kind
         entry[3] = entry[3] + h
         entry[4] += n
         return x
@@ -107,7 +110,10 @@ def _moment(a, value, axis):
 def collect(source, samples, steps_per_invoke, host_pooling):
     """Second moments of the weighted products' inputs over `samples` (the
     per-invoke inputs `[x, *states]` of the calibration), as a dict
-    `key -> (kind, float weight, axis, H)` (H the mean of `x x^T`)."""
+    `key -> (kind, float weight, axis, H)` (H the mean of `x x^T`) over
+    every per-channel weight of the step; `kind` is `"dense"`,
+    `"depthwise"` or None for a weight read by no product this module
+    rounds (a dilated convolution's window, a per-tensor MUL)."""
     collector = _Collector()
     x = np.concatenate([s[0] for s in samples], 0)
     flat = [
@@ -192,6 +198,8 @@ def converter_factors(moments, float_flat):
     found = {}
     for key, (kind, value, _, _) in moments.items():
         found[key] = None
+        if kind is None:
+            continue
         if kind == "dense":  # the file's kernel is (outputs, inputs)
             candidates = [w.T for w in constants["FULLY_CONNECTED"]]
         else:  # (1, D, C, 1) here, (1, 1, D, C) in the file

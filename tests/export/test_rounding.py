@@ -214,3 +214,27 @@ def test_cli_weight_rounding(tmp_path):
     report = json.loads((tmp_path / "int8.json").read_text())
     assert report["weight_rounding"]["method"] == "gptq"
     assert report["weight_rounding"]["weights"] == 7
+
+
+@tf_only
+def test_weights_gptq_cannot_round_keep_nearest(tmp_path):
+    # A dilated causal convolution multiplies every other sample of its
+    # window: no product this module rounds; the Dense after it is.
+    model = keras.Sequential(
+        [
+            keras.Input((None, 2)),
+            keras.layers.Conv1D(4, 3, padding="causal", dilation_rate=2),
+            keras.layers.Dense(3),
+        ]
+    )
+    x = np.random.default_rng(0).normal(size=(8, 32, 2)).astype("float32")
+    report = export_tflite(
+        model,
+        str(tmp_path / "dilated.tflite"),
+        quantize="int8",
+        representative_data=x,
+        weight_rounding="gptq",
+        verbose=False,
+    )
+    assert report["weight_rounding"]["weights"] == 1
+    assert report["weight_rounding"]["nearest"] == 1
