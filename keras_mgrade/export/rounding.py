@@ -61,8 +61,9 @@ class _Collector(points.Scope):
     def weight(self, owner, name, fn, axis):
         tensor = fn()
         if axis is not None:
-            value = np.asarray(ops.convert_to_numpy(tensor), "float64")
-            key = weight_key(self.prefix, owner, name, value.astype("float32"))
+            array = ops.convert_to_numpy(tensor)
+            key = weight_key(self.prefix, owner, name, array)
+            value = np.asarray(array, "float64")
             self.weights[id(tensor)] = (tensor, key, value, axis)
             # Kind None until a recognised product reads it.
             self.moments.setdefault(key, [None, value, axis, 0.0, 0])
@@ -140,7 +141,7 @@ def round_channel(w, h):
     scale = np.max(np.abs(w)) / QMAX
     if scale == 0.0:
         return np.zeros(w.shape, "int64"), scale
-    nearest = np.clip(np.round(w / scale), -QMAX, QMAX)
+    nearest = _nearest(w, scale)
     diag = np.diag(h)
     if not np.all(np.isfinite(h)) or np.mean(diag) <= 0.0:
         return nearest.astype("int64"), scale
@@ -160,14 +161,20 @@ def round_channel(w, h):
         v[i + 1 :] -= error * upper[i, i + 1 :]
     rounded = np.empty_like(q)
     rounded[order] = q
-
-    def output_error(r):
-        e = w - r * scale
-        return float(e @ h @ e)
-
-    if output_error(rounded) > output_error(nearest):
+    if output_error(w, rounded, scale, h) > output_error(w, nearest, scale, h):
         rounded = nearest
     return rounded.astype("int64"), scale
+
+
+def _nearest(w, scale):
+    return np.clip(np.round(w / scale), -QMAX, QMAX)
+
+
+def output_error(w, q, scale, h):
+    """`(w - q scale)^T h (w - q scale)`: the mean squared change of the
+    channel's output over inputs whose second moment is `h`."""
+    e = w - q * scale
+    return float(e @ h @ e)
 
 
 def converter_factors(moments, float_flat):
@@ -178,7 +185,7 @@ def converter_factors(moments, float_flat):
     before the MLP or the decoder): the file holds `d[i] * w[i, j]`, and
     the int8 grid is that product's. Found by matching every weight of
     `moments` to a FULLY_CONNECTED (DEPTHWISE_CONV_2D) of the float file
-    of the float file of the same step graph (`float_flat`, bytes).
+    of the same step graph (`float_flat`, bytes).
 
     Returns:
         `key -> d` (float64, one factor per input row of the weight;
@@ -265,14 +272,12 @@ def gptq_weights(moments, factors):
         before = after = 0.0
         for c in range(flat.shape[1]):
             hc = h if kind == "dense" else h[c]
-            q, scale = round_channel(flat_eff[:, c], hc)
+            w_c = flat_eff[:, c]
+            q, scale = round_channel(w_c, hc)
             out[live, c] = q.astype("float32") * np.float32(scale) / d[live]
-            nearest = np.clip(np.round(flat_eff[:, c] / scale), -QMAX, QMAX)
             if scale:
-                e0 = flat_eff[:, c] - nearest * scale
-                e1 = flat_eff[:, c] - q * scale
-                before += float(e0 @ hc @ e0)
-                after += float(e1 @ hc @ e1)
+                before += output_error(w_c, _nearest(w_c, scale), scale, hc)
+                after += output_error(w_c, q, scale, hc)
         rounded = np.moveaxis(out.reshape(w.shape), -1, axis)
         result[key] = (rounded, before, after)
     return result

@@ -400,7 +400,8 @@ def _convert(model, quantized, host_pooling, request, log):
 
 def _round_weights(step, model, samples, request, log):
     """Rounds the weights of `step` from the calibration statistics
-    (`keras_mgrade.export.rounding`); what it changed."""
+    (`keras_mgrade.export.rounding`) and sets them on it: `(moments,
+    rounded weights, substitute)`."""
     log(f"rounding the weights ({request['weight_rounding']})...")
     moments = rounding.collect(
         model,
