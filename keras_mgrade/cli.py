@@ -4,14 +4,17 @@
                         [--calibration DATA.npy]
                         [--out DIR_OR_FILE.tflite] [--steps-per-invoke K]
                         [--state io|variables] [--target tflm|litert]
-                        [--weight-rounding nearest|gptq] [--c DIR]
+                        [--weight-rounding nearest|gptq]
+                        [--no-lookup-tables] [--c DIR]
     keras-mgrade report MODEL.keras|MODEL.tflite
 
 `export` converts under the TensorFlow backend whatever backend the model
 was trained on (`--int8`: full int8; `--int16x8`: int16 activations and
 states with int8 weights, for TFLite Micro; both calibrate on
 `--calibration`; `--weight-rounding` chooses how the int8 weights are
-rounded, see `export_tflite`); with `--out DIR` it writes
+rounded, see `export_tflite`; `--no-lookup-tables` keeps LOGISTIC and
+the operators around it instead of int8 table lookups, for Arm's vela or
+ST's code generator); with `--out DIR` it writes
 `DIR/model_<precision>.tflite`, its JSON report and the C sources
 (`model_data.h/.cc`, `model_ops.h`); with `--state variables` the file
 is `DIR/model_<precision>_variables.tflite`
@@ -100,6 +103,7 @@ def _export(args):
         max_calibration_sequences=args.max_calibration_sequences,
         target=args.target,
         weight_rounding=args.weight_rounding,
+        lookup_tables=False if args.no_lookup_tables else None,
     )
     if c_dir is not None:
         with open(path, "rb") as f:
@@ -250,6 +254,12 @@ def main(argv=None):
         choices=("nearest", "gptq"),
         help="how post-training quantization rounds the int8 weights "
         "(default: gptq for --int16x8, nearest for --int8)",
+    )
+    exp.add_argument(
+        "--no-lookup-tables",
+        action="store_true",
+        help="keep int8 LOGISTIC (and the operators around it) instead of "
+        "table lookups (for vela / Ethos-U or ST's code generator)",
     )
     rep = sub.add_parser("report", help="print the memory table")
     rep.add_argument("model", help="a .keras model or a .tflite file")

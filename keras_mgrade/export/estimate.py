@@ -12,15 +12,16 @@ bookkeeping: the allocator and planner objects, one `TfLiteEvalTensor`
 per tensor (12 B), one `NodeAndRegistration` per operator (32 B), each
 operator's builtin parameters and OpData (rounded to 16 B), the
 per-channel multipliers and shifts of FULLY_CONNECTED and
-DEPTHWISE_CONV_2D (`2 * r16(4 C)`), scratch-buffer handles and variable
-buffers. The peak comes while `AllocateTensors` plans the memory: the
+DEPTHWISE_CONV_2D (`2 * r16(4 C)`), the output shape each GATHER
+copies there (`r16(4 + 4 R)`, R its rank), scratch-buffer handles and
+variable buffers. The peak comes while `AllocateTensors` plans the memory: the
 head then holds the scratch-buffer requests, one 24 B `AllocationInfo`
 per tensor and 40 B of planner data per planned tensor; afterwards it
 holds the planned activations (equal on 32 and 64 bits), and the tail
 gains the input and output tensors. So
 
     tail  = 132 + 8 S + 12 T + 32 O + sum(params + r16(OpData))
-            + sum(2 r16(4 C)) + 4 N (+ variables)
+            + sum(2 r16(4 C)) + sum(r16(4 + 4 R)) + 4 N (+ variables)
     plan  = tail + r16(12 (N + 12) + 4 S + 24 (T + N)) + 40 (P + N)
     final = tail + 2 r16(4 io) + 52 io + head
     estimate = max(plan, final)
@@ -70,8 +71,8 @@ def _r(value, alignment):
 
 def counts(data):
     """What the estimate reads from a file: `{"S", "T", "O", "P", "io",
-    "operators": [(name, per-channel outputs or 0), ...],
-    "variable_bytes": [...]}`."""
+    "operators": [(name, per-channel outputs or 0), ...], "dims": [rank
+    of each GATHER's output, ...], "variable_bytes": [...]}`."""
     from tflite_micro.tensorflow.lite.micro.python import (
         schema_py_generated as schema,
     )
@@ -82,7 +83,7 @@ def counts(data):
         for i, code in enumerate(graph.operatorCodes)
     }
     found = {"S": len(graph.subgraphs), "T": 0, "O": 0, "P": 0}
-    found["operators"], variables = [], {}
+    found["operators"], found["dims"], variables = [], [], {}
     for sub in graph.subgraphs:
         handles = {
             op.outputs[0]: op.builtinOptions.sharedName
@@ -95,6 +96,8 @@ def counts(data):
         for op in sub.operators or []:
             name = names[op.opcodeIndex]
             found["operators"].append((name, _channels(sub, op, name)))
+            if name == "GATHER":  # its output shape, copied to the tail
+                found["dims"].append(len(sub.tensors[op.outputs[0]].shape))
             if name == "ASSIGN_VARIABLE":
                 variables[handles.get(op.inputs[0])] = _bytes(
                     sub.tensors[op.inputs[1]]
@@ -162,6 +165,7 @@ def cortex_m_arena(data, head):
         opdata, params = OPERATORS.get(name, UNKNOWN_OPERATOR)
         tail += params
         tail += _r(opdata, 16) + 2 * _r(4 * channels, 16) * (channels > 0)
+    tail += sum(_r(4 + 4 * rank, 16) for rank in c["dims"])
     variables = c["variable_bytes"]
     if variables:
         tail += 16 + _r(20 * len(variables), 16)
@@ -176,7 +180,8 @@ def cortex_m_arena(data, head):
 FORMULA = (
     "max(tail + r16(12 (N + 12) + 4 S + 24 (T + N)) + 40 (P + N), "
     "tail + 2 r16(4 io) + 52 io + head), tail = 132 + 8 S + 12 T + 32 O "
-    "+ sum(params + r16(OpData)) + sum(2 r16(4 C)) + 4 N (+ variables)"
+    "+ sum(params + r16(OpData)) + sum(2 r16(4 C)) + sum(r16(4 + 4 R)) "
+    "+ 4 N (+ variables)"
 )
 
 

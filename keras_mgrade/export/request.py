@@ -69,6 +69,22 @@ def check_request(model, path, **request):
             f"with representative_data), not of {what}. Received: "
             f"weight_rounding={rounding!r}, quantize={quantize!r}"
         )
+    tables = request["lookup_tables"]
+    if tables is not None and not isinstance(tables, bool):
+        raise ValueError(
+            "`lookup_tables` must be None (default), True or False. "
+            f"Received: lookup_tables={tables!r}"
+        )
+    tables_apply = request["target"] == "tflm" and quantize == "int8"
+    if request["lookup_tables"] is None:
+        request["lookup_tables"] = tables_apply
+    if request["lookup_tables"] and not tables_apply:
+        raise ValueError(
+            "lookup_tables=True tabulates int8 activations for TFLite "
+            "Micro: it needs quantize='int8' and target='tflm'. Received: "
+            f"lookup_tables=True, quantize={quantize!r}, "
+            f"target={request['target']!r}"
+        )
     if quantize is not None and quantized is None and data is None:
         raise ValueError(
             f"quantize={quantize!r} needs calibration data: pass "

@@ -8,7 +8,9 @@ describes.
   and zero point (where the op producing it requantizes), so firmware
   copies bytes;
 - for `state="variables"`, the states moved into resource variables
-  (`keras_mgrade.export.variables`).
+  (`keras_mgrade.export.variables`);
+- with `lookup_tables`, int8 activations as table lookups
+  (`keras_mgrade.export.tables`).
 """
 
 import json
@@ -17,6 +19,7 @@ import re
 import numpy as np
 
 from keras_mgrade.export import passes
+from keras_mgrade.export import tables
 from keras_mgrade.export import variables
 from keras_mgrade.export.arena import METADATA
 
@@ -89,7 +92,13 @@ def qparams(tensor):
 
 
 def rewrite(
-    flat, num_states, quantize, state="io", stream=None, layer_names=()
+    flat,
+    num_states,
+    quantize,
+    state="io",
+    stream=None,
+    layer_names=(),
+    lookup_tables=False,
 ):
     """Applies the export contract to a converted file.
 
@@ -103,6 +112,8 @@ def rewrite(
             (steps per invoke, state kind, host pooling), or None.
         layer_names: the model's layer names, to count the operators of
             each layer (`stats["operators_per_layer"]`).
+        lookup_tables: bool, int8 activations as table lookups for
+            TFLite Micro (`keras_mgrade.export.tables`).
 
     Returns:
         `(bytes, layout, graph stats)`: the file; `{"inputs": [...],
@@ -118,6 +129,8 @@ def rewrite(
         stats["negligible_adds"] = passes.drop_negligible_adds(graph, op_name)
     if (stream or {}).get("target") == "tflm":
         stats["reshapes_dropped"] = passes.fold_rank_reshapes(graph, op_name)
+    if lookup_tables:
+        stats["lookup_tables"] = tables.tabulate(graph, op_name)
     stats["operators_per_layer"] = _operators_per_layer(graph, layer_names)
     stats["constants_shared"] = passes.dedup_constants(graph)
     _name_io(graph, num_states)

@@ -42,6 +42,7 @@ def export_tflite(
     max_calibration_sequences=64,
     target="tflm",
     weight_rounding=None,
+    lookup_tables=None,
     verbose=True,
 ):
     """Writes a streaming `.tflite` file and returns its report.
@@ -123,6 +124,19 @@ def export_tflite(
             `benchmarks/RESULTS.md`). Not for float32 files nor
             quantization-aware models (a ValueError). The report's
             `weight_rounding` says what was done.
+        lookup_tables: whether each int8 LOGISTIC or TANH, with the
+            operators computing one tensor from its input alone around it
+            (the MinGRU candidate's `MAXIMUM(x + 0.5, sigmoid(x))`, the
+            MLP's `x * sigmoid(x)`), becomes a 256-entry table lookup
+            (QUANTIZE to an int32 index, GATHER), bit-identical to what
+            TFLite Micro computes without it and several times faster
+            with its kernels (see `keras_mgrade.export.tables`). Defaults
+            to True for `quantize="int8"` with `target="tflm"`; pass
+            False for a file meant for Arm's vela (Ethos-U runs LOGISTIC
+            itself, GATHER would fall back to the CPU) or ST's code
+            generator. True with another quantization or target is a
+            ValueError. The report's `lookup_tables` counts the tables
+            and the operators they replaced.
         verbose: bool, print progress.
 
     The export is a pipeline: convert (`keras_mgrade.export.convert`),
@@ -148,7 +162,8 @@ def export_tflite(
         same in steps of the int8 or int16 output), `warnings` (an
         integer input or state
         that saturates over the check data), `host_pooling`, `quantize`,
-        `state`, `steps_per_invoke`, `weight_rounding` (the method; for
+        `state`, `steps_per_invoke`, `lookup_tables` (`tables`,
+        `operators_replaced`, or None), `weight_rounding` (the method; for
         `"gptq"` the number of weights rounded, `nearest` those left to
         the converter, and the summed output errors of both roundings on
         the calibration inputs), and for `state="variables"`
@@ -187,6 +202,7 @@ def export_tflite(
         max_calibration_sequences=max_calibration_sequences,
         target=target,
         weight_rounding=weight_rounding,
+        lookup_tables=lookup_tables,
         verbose=verbose,
     )
     if keras.backend.backend() != "tensorflow":
@@ -260,7 +276,9 @@ def _build(job):
     if request["quantize"] == "int16x8":
         tflm_ops.check_int16_ops(rewrite.op_names(flat))
     converted = flat
-    flat, layout, stats = rewrite.rewrite(flat, *args, stream, names)
+    flat, layout, stats = rewrite.rewrite(
+        flat, *args, stream, names, lookup_tables=request["lookup_tables"]
+    )
     unshrunk = flat
     if request["target"] == "tflm":  # the reference without the TFLM passes
         litert = dict(stream, target="litert")
@@ -290,7 +308,7 @@ def _check(job, flat, built):
         job.source,
         request["steps_per_invoke"],
     )
-    if built["removed"]:
+    if built["removed"] or request["lookup_tables"]:
         verify.identical(flat, built["unshrunk"], sequences, arena_bytes)
     counts = rewrite.graph_counts(flat)
     return {
@@ -320,6 +338,7 @@ def _check(job, flat, built):
         ),
         "quantization": _quantization(request["quantize"], job.quantized),
         "weight_rounding": built["weight_rounding"],
+        "lookup_tables": built["stats"].get("lookup_tables"),
         "check_sequences": int(sequences.shape[0]),
         "check_timesteps": int(sequences.shape[1]),
     }

@@ -147,8 +147,8 @@ def _warnings(saturation):
 
 def identical(flat, reference, sequences, arena):
     """Raises unless `flat` gives bit-identical raw outputs (and states)
-    to `reference` on TFLite Micro over `sequences` (the shrunk file
-    against the file as converted)."""
+    to `reference` on TFLite Micro over `sequences` (the file for TFLite
+    Micro against the file as converted)."""
     runs = [
         StreamingInterpreter(f, "tflm", 2 * arena) for f in (flat, reference)
     ]
@@ -162,7 +162,8 @@ def identical(flat, reference, sequences, arena):
             a, b = (interp.step_raw(x_file) for interp in runs)
             if not all(np.array_equal(u, v) for u, v in zip(a, b)):
                 raise RuntimeError(
-                    "The shrunk file differs from the converted one on "
-                    f"TFLite Micro at step {t}. Please report the model; "
-                    "export with target='litert' meanwhile."
+                    "The file for TFLite Micro (shrunk, with its graph "
+                    "passes and lookup tables) differs from the converted "
+                    f"one on TFLite Micro at step {t}. Please report the "
+                    "model; export with target='litert' meanwhile."
                 )

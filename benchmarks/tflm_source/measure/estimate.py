@@ -7,6 +7,7 @@ estimate = max(planning peak, final) with
   tail_plan     = C + 8*S + 12*T + 32*O + sum_ops(params)
                   + sum_ops(r16(OpData))
                   + sum_{FC,DW per-channel} 2*r16(4*channels) + 4*Nscr
+                  + sum_{GATHER} r16(4 + 4*rank(output))
                   (+ variables)
   tail_io       = 2*r16(4*n_io) + (32 + 20)*n_io
 T tensors, O operators, S subgraphs, P planned tensors (not constant, not
@@ -163,6 +164,8 @@ def file_counts(path):
                         else 2 * cin * fh * fw,
                         "cmsis_nn_m55": 4 * 124 * fh * fw,
                     }
+            if name == "GATHER":  # its output shape, copied to the tail
+                info["rank"] = len(s.tensors[op.outputs[0]].shape)
             ops.append(info)
     c["n_io"] = len(g.subgraphs[0].inputs) + len(g.subgraphs[0].outputs)
     c["variables"] = len(var_bytes)
@@ -183,6 +186,8 @@ def estimate(path, bits=32, kernels="ref", head=None):
         tail += r(params, max(palign, 1)) + (r(opdata, 16) if opdata else 0)
         if o.get("per_channel"):
             tail += 2 * r(4 * o["channels"], 16)
+        if "rank" in o:  # TfLiteIntArray: int size, int data[rank]
+            tail += r(4 + 4 * o["rank"], 16)
         if kernels == "cmsis_nn_m55" and o["name"] == "FULLY_CONNECTED":
             tail += r(4 * o["channels"], 16)  # kernel sums (MVE), persistent
         if kernels != "ref" and o.get("dw_scratch", {}).get(kernels):

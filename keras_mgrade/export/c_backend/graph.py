@@ -202,7 +202,73 @@ def read_graph(model_bytes):
         )
     return Graph(
         tensors,
-        operators,
+        _collapse_lookups(tensors, operators),
         [int(i) for i in sub.inputs],
         [int(i) for i in sub.outputs],
+    )
+
+
+# The pseudo-operator of a table lookup (`keras_mgrade.export.tables`).
+LOOKUP = "LOOKUP"
+
+
+def _collapse_lookups(tensors, operators):
+    """The operators with each table lookup of `export_tflite`'s
+    `lookup_tables` (QUANTIZE of an int8 tensor to an int32 index on the
+    same scale, read only as the indices of GATHERs from constant int8
+    tables of 256 entries) read as one `LOOKUP` operator per GATHER, whose
+    options hold the table and the index offset; renumbered."""
+    readers = {}
+    for op in operators:
+        for i in op.inputs:
+            readers.setdefault(i, []).append(op)
+    dropped, lookups = set(), {}
+    for op in operators:
+        if op.name != "QUANTIZE":
+            continue
+        x, index = tensors[op.inputs[0]], tensors[op.outputs[0]]
+        gathers = readers.get(index.index, [])
+        if (
+            x.dtype != "int8"
+            or index.dtype != "int32"
+            or len(x.scale) != 1
+            or len(index.scale) != 1
+            or x.scale[0] != index.scale[0]
+            or not gathers
+            or not all(_table_gather(tensors, g, index.index) for g in gathers)
+        ):
+            continue
+        # The same scale: QUANTIZE adds the zero points' difference.
+        offset = int(index.zero_point[0]) - int(x.zero_point[0])
+        if offset != 128:  # int8 values -> entries 0..255
+            continue
+        dropped.add(op.index)
+        for g in gathers:
+            table = tensors[g.inputs[0]].data
+            lookups[g.index] = Operator(
+                g.index,
+                LOOKUP,
+                [op.inputs[0]],
+                list(g.outputs),
+                {"table": table, "offset": offset},
+            )
+    kept = [lookups.get(op.index, op) for op in operators]
+    kept = [op for op in kept if op.index not in dropped]
+    for k, op in enumerate(kept):
+        op.index = k
+    return kept
+
+
+def _table_gather(tensors, op, index):
+    if op.name != "GATHER" or len(op.inputs) != 2 or op.inputs[1] != index:
+        return False
+    table = tensors[op.inputs[0]]
+    out = tensors[op.outputs[0]]
+    return (
+        table.data is not None
+        and table.dtype == "int8"
+        and table.shape == (256,)
+        and out.dtype == "int8"
+        and op.options.get("axis", 0) == 0
+        and op.options.get("batchDims", 0) == 0
     )

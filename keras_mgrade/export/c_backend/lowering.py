@@ -121,13 +121,15 @@ def _closed(graph, ops, sink):
     return True
 
 
-def unary_region(graph, source):
+def unary_region(graph, source, exclude=()):
     """The largest `Region` computing one tensor from `source` alone, or
-    None."""
+    None; without the operators whose indices are in `exclude`."""
     functions, by_output = {source: lambda v: v}, {}
     producer = graph.producer(source)
     start = 0 if producer is None else producer.index + 1
     for op in graph.operators[start:]:
+        if op.index in exclude:
+            continue
         f = _function_of(graph, op, functions)
         if f is not None:
             functions[op.outputs[0]] = f

@@ -96,6 +96,13 @@ def quantize_function(graph, op):
     )
 
 
+def lookup_function(graph, op):
+    """A table lookup of `export_tflite(lookup_tables=True)`: QUANTIZE to
+    an int32 index and GATHER (`graph.LOOKUP`)."""
+    table, offset = op.options["table"], op.options["offset"]
+    return lambda v: int(table[v + offset])
+
+
 def relu_function(graph, op):
     """RELU (requantizing, activations.h ReluQuantized) and RELU6
     (clamping the raw input)."""
@@ -193,6 +200,7 @@ _FUNCTIONS = {
     "TANH": tanh_function,
     "RSQRT": rsqrt_function,
     "QUANTIZE": quantize_function,
+    "LOOKUP": lookup_function,
     "RELU": relu_function,
     "RELU6": relu_function,
     "LEAKY_RELU": leaky_relu_function,
