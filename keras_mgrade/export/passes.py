@@ -416,3 +416,50 @@ def _dtype(sub, index):
     """The numpy dtype of tensor `index` (int32 biases in int8, int64 in
     16x8)."""
     return _NUMPY_TYPES[int(sub.tensors[index].type)]
+
+
+def opcode_index(graph, builtin_code):
+    """The index of builtin operator `builtin_code` (a
+    `schema.BuiltinOperator` value) in the file's operator codes, added
+    if absent."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    for i, code in enumerate(graph.operatorCodes):
+        if max(code.builtinCode, code.deprecatedBuiltinCode) == builtin_code:
+            return i
+    code = schema.OperatorCodeT()
+    code.builtinCode = builtin_code
+    code.deprecatedBuiltinCode = min(
+        builtin_code, schema.BuiltinOperator.PLACEHOLDER_FOR_GREATER_OP_CODES
+    )
+    code.version = 1
+    graph.operatorCodes.append(code)
+    return len(graph.operatorCodes) - 1
+
+
+def new_operator(opcode, inputs, outputs, options_type=0, options=None):
+    """A new operator (not yet in a subgraph)."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    op = schema.OperatorT()
+    op.opcodeIndex = opcode
+    op.inputs = np.array(inputs, "int32")
+    op.outputs = np.array(outputs, "int32")
+    op.builtinOptionsType = options_type
+    op.builtinOptions = options
+    return op
+
+
+def new_tensor(sub, name, shape, dtype, buffer=0, quantization=None):
+    """Appends a tensor to subgraph `sub`; returns its index."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    t = schema.TensorT()
+    t.name = name.encode() if isinstance(name, str) else name
+    t.shape = np.array(shape, "int32")
+    t.type = dtype
+    t.buffer = buffer
+    t.quantization = quantization
+    t.hasRank = len(shape) > 0
+    sub.tensors.append(t)
+    return len(sub.tensors) - 1

@@ -18,8 +18,11 @@ operators TFLite Micro runs with a few instructions per element:
 
 The table holds, for every int8 value, what TFLite Micro's kernels
 compute for the group: the C backend's exact models of them
-(`keras_mgrade.export.c_backend.ops_unary`, `tflm_math`), so the file's
-outputs are bit-identical to the file without tables; the exporter
+(`keras_mgrade.export.c_backend.ops_unary`, `tflm_math`), checked
+against TFLite Micro itself on all 256 inputs (a file of the group's
+operators alone, `kernel_outputs`) before it replaces them; a group whose
+table differs keeps its operators (`kept` in the report). So the file's
+outputs are bit-identical to the file without tables; the exporter also
 checks that on TFLite Micro at every step of its check sequences
 (`keras_mgrade.export.verify.identical`).
 
@@ -29,7 +32,11 @@ code generator has its own LOGISTIC: for those consumers export with
 `lookup_tables=False`.
 """
 
+import copy
+
 import numpy as np
+
+from keras_mgrade.export import passes
 
 # Kernels whose int8 cost per element is a fixed-point series: a group
 # holding one is always tabulated.
@@ -45,46 +52,110 @@ def tabulate(graph, op_name):
     """Replaces the int8 operator groups described in the module docstring
     by QUANTIZE + GATHER in `graph` (the object tree of the TFLite schema,
     `rewrite.read_graph`); returns `{"tables": n, "operators_replaced":
-    m}`."""
+    m, "kept": groups left as operators}`."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
     from keras_mgrade.export import rewrite
 
     sub = graph.subgraphs[0]
-    groups = find_groups(rewrite.write_graph(graph))
+    found = find_groups(rewrite.write_graph(graph))
+    # Each table against TFLite Micro's own kernels on all 256 inputs; a
+    # group whose table differs keeps its operators.
+    groups = [
+        g for g in found if np.array_equal(kernel_outputs(graph, *g[:3]), g[3])
+    ]
     ops = list(sub.operators)
     replaced = set()
-    quantize_code = _opcode(graph, "QUANTIZE")
-    gather_code = _opcode(graph, "GATHER")
+    codes = schema.BuiltinOperator
+    quantize = passes.opcode_index(graph, codes.QUANTIZE)
+    gather = passes.opcode_index(graph, codes.GATHER)
+    options = schema.GatherOptionsT()
+    options.axis, options.batchDims = 0, 0
     for source, sink, indices, table in groups:
-        index = _add_tensor(
-            graph,
+        name = sub.tensors[sink].name or b""
+        index = passes.new_tensor(
             sub,
-            like=sub.tensors[sink],
-            suffix="index",
-            dtype=_INT32,
-            zero_point=int(_zero_point(sub.tensors[source])) + 128,
-            scale=float(sub.tensors[source].quantization.scale[0]),
+            name + b"/index",
+            sub.tensors[sink].shape,
+            _INT32,
+            quantization=_index_grid(sub.tensors[source]),
         )
-        values = _add_tensor(
-            graph,
+        graph.buffers.append(schema.BufferT())
+        graph.buffers[-1].data = np.frombuffer(table.tobytes(), "uint8")
+        values = passes.new_tensor(
             sub,
-            like=sub.tensors[sink],
-            suffix="table",
-            dtype=_INT8,
-            data=table,
+            name + b"/table",
+            [TABLE_SIZE],
+            _INT8,
+            buffer=len(graph.buffers) - 1,
+            quantization=copy.deepcopy(sub.tensors[sink].quantization),
         )
-        last = ops[max(indices)]
-        last_position = sub.operators.index(last)
-        new = [
-            _operator(quantize_code, [source], [index], "QUANTIZE"),
-            _operator(gather_code, [values, index], [sink], "GATHER"),
+        position = sub.operators.index(ops[max(indices)])
+        sub.operators[position : position + 1] = [
+            passes.new_operator(quantize, [source], [index]),
+            passes.new_operator(
+                gather,
+                [values, index],
+                [sink],
+                schema.BuiltinOptions.GatherOptions,
+                copy.deepcopy(options),
+            ),
         ]
-        sub.operators[last_position : last_position + 1] = new
         replaced.update(id(ops[i]) for i in indices if i != max(indices))
     sub.operators = [op for op in sub.operators if id(op) not in replaced]
     return {
         "tables": len(groups),
         "operators_replaced": sum(len(g[2]) for g in groups),
+        "kept": len(found) - len(groups),
     }
+
+
+def kernel_outputs(graph, source, sink, indices):
+    """What TFLite Micro computes at tensor `sink` for each int8 value
+    -128..127 of tensor `source` through the operators at `indices` of
+    `graph`'s main subgraph: a file of those operators alone, their
+    elementwise tensors widened to 256 values, run once."""
+    from tflite_micro import runtime
+
+    from keras_mgrade.export import rewrite
+
+    mini = copy.deepcopy(graph)
+    mini.subgraphs, mini.signatureDefs, mini.metadata = (
+        mini.subgraphs[:1],
+        None,
+        None,
+    )
+    sub = mini.subgraphs[0]
+    sub.operators = [sub.operators[i] for i in indices]
+    sub.inputs = np.array([source], "int32")
+    sub.outputs = np.array([sink], "int32")
+    for op in sub.operators:
+        for i in [*op.inputs, *op.outputs]:
+            tensor = sub.tensors[int(i)] if i >= 0 else None
+            if tensor is None or len(mini.buffers[tensor.buffer].data or []):
+                continue  # absent or constant
+            tensor.shape = np.array([1, TABLE_SIZE], "int32")
+            tensor.shapeSignature = None
+    passes.prune(mini)
+    interp = runtime.Interpreter.from_bytes(
+        rewrite.write_graph(mini), arena_size=1 << 16
+    )
+    interp.set_input(np.arange(-128, 128, dtype="int8").reshape(1, -1), 0)
+    interp.invoke()
+    return np.asarray(interp.get_output(0)).reshape(-1)
+
+
+def _index_grid(source):
+    """The int32 index's quantization: the source's scale (QUANTIZE then
+    copies the value) and its zero point + 128."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    q = schema.QuantizationParametersT()
+    q.scale = np.array(source.quantization.scale[:1], "float32")
+    zero = source.quantization.zeroPoint
+    q.zeroPoint = np.array([int(zero[0]) if len(zero) else 0], "int64") + 128
+    q.quantizedDimension = 0
+    return q
 
 
 def find_groups(flat):
@@ -138,75 +209,3 @@ def _group_at(cgraph, op, done, unary_region):
 def _worth(region):
     names = [op.name for op in region.ops]
     return bool(EXPENSIVE & set(names)) or len(names) >= MIN_OPERATORS
-
-
-def _zero_point(tensor):
-    zero = tensor.quantization.zeroPoint
-    return 0 if zero is None or len(zero) == 0 else zero[0]
-
-
-def _opcode(graph, name):
-    """The index of builtin `name` in the file's operator codes (added
-    if absent)."""
-    from tensorflow.lite.python import schema_py_generated as schema
-
-    builtin = getattr(schema.BuiltinOperator, name)
-    for i, code in enumerate(graph.operatorCodes):
-        if max(code.builtinCode, code.deprecatedBuiltinCode) == builtin:
-            return i
-    code = schema.OperatorCodeT()
-    code.builtinCode = builtin
-    code.deprecatedBuiltinCode = min(builtin, 127)
-    code.version = 2  # the int8 versions of QUANTIZE and GATHER
-    graph.operatorCodes.append(code)
-    return len(graph.operatorCodes) - 1
-
-
-def _operator(opcode, inputs, outputs, name):
-    from tensorflow.lite.python import schema_py_generated as schema
-
-    op = schema.OperatorT()
-    op.opcodeIndex = opcode
-    op.inputs = np.array(inputs, "int32")
-    op.outputs = np.array(outputs, "int32")
-    if name == "GATHER":
-        op.builtinOptionsType = schema.BuiltinOptions.GatherOptions
-        op.builtinOptions = schema.GatherOptionsT()
-        op.builtinOptions.axis = 0
-        op.builtinOptions.batchDims = 0
-    else:
-        op.builtinOptionsType = schema.BuiltinOptions.QuantizeOptions
-        op.builtinOptions = schema.QuantizeOptionsT()
-    return op
-
-
-def _add_tensor(
-    graph, sub, like, suffix, dtype, data=None, scale=None, zero_point=None
-):
-    """A new tensor named after `like`: the int32 index (`like`'s shape,
-    the given grid) or the constant table (`data`, on `like`'s grid);
-    returns its index."""
-    import copy
-
-    from tensorflow.lite.python import schema_py_generated as schema
-
-    tensor = schema.TensorT()
-    tensor.name = (like.name or b"") + b"/" + suffix.encode()
-    tensor.type = dtype
-    tensor.buffer = 0
-    if data is None:
-        tensor.shape = np.array(like.shape, "int32")
-        q = schema.QuantizationParametersT()
-        q.scale = np.array([scale], "float32")
-        q.zeroPoint = np.array([zero_point], "int64")
-        q.quantizedDimension = 0
-        tensor.quantization = q
-    else:
-        tensor.shape = np.array([TABLE_SIZE], "int32")
-        tensor.quantization = copy.deepcopy(like.quantization)
-        buffer = schema.BufferT()
-        buffer.data = np.frombuffer(data.astype("int8").tobytes(), "uint8")
-        graph.buffers.append(buffer)
-        tensor.buffer = len(graph.buffers) - 1
-    sub.tensors.append(tensor)
-    return len(sub.tensors) - 1

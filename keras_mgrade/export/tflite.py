@@ -163,7 +163,9 @@ def export_tflite(
         integer input or state
         that saturates over the check data), `host_pooling`, `quantize`,
         `state`, `steps_per_invoke`, `lookup_tables` (`tables`,
-        `operators_replaced`, or None), `weight_rounding` (the method; for
+        `operators_replaced`, `kept`: groups whose table differed from
+        TFLite Micro's kernels, left as operators; or None),
+        `weight_rounding` (the method; for
         `"gptq"` the number of weights rounded, `nearest` those left to
         the converter, and the summed output errors of both roundings on
         the calibration inputs), and for `state="variables"`

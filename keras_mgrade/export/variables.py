@@ -28,6 +28,8 @@ rewrite needs neither.
 
 import numpy as np
 
+from keras_mgrade.export import passes
+
 # Ops a variables file adds to the io file's (all in TFLite Micro).
 VARIABLE_OPS = ("ASSIGN_VARIABLE", "CALL_ONCE", "READ_VARIABLE", "VAR_HANDLE")
 
@@ -38,51 +40,16 @@ def _schema():
     return schema
 
 
-def _opcode_index(graph, builtin_code):
-    schema = _schema()
-    for i, code in enumerate(graph.operatorCodes):
-        if max(code.builtinCode, code.deprecatedBuiltinCode) == builtin_code:
-            return i
-    code = schema.OperatorCodeT()
-    code.builtinCode = builtin_code
-    code.deprecatedBuiltinCode = min(
-        builtin_code, schema.BuiltinOperator.PLACEHOLDER_FOR_GREATER_OP_CODES
-    )
-    code.version = 1
-    graph.operatorCodes.append(code)
-    return len(graph.operatorCodes) - 1
-
-
-def _operator(opcode, inputs, outputs, options_type=0, options=None):
-    op = _schema().OperatorT()
-    op.opcodeIndex = opcode
-    op.inputs = np.array(inputs, "int32")
-    op.outputs = np.array(outputs, "int32")
-    op.builtinOptionsType = options_type
-    op.builtinOptions = options
-    return op
-
-
-def _tensor(sub, name, shape, dtype, buffer=0, quantization=None):
-    t = _schema().TensorT()
-    t.name = name.encode()
-    t.shape = np.array(shape, "int32")
-    t.type = dtype
-    t.buffer = buffer
-    t.quantization = quantization
-    t.hasRank = len(shape) > 0
-    sub.tensors.append(t)
-    return len(sub.tensors) - 1
-
-
 def _var_handle(graph, sub, name):
     schema = _schema()
-    handle = _tensor(sub, f"{name}/handle", [], schema.TensorType.RESOURCE)
+    handle = passes.new_tensor(
+        sub, f"{name}/handle", [], schema.TensorType.RESOURCE
+    )
     options = schema.VarHandleOptionsT()
     options.container = b""
     options.sharedName = name.encode()
-    op = _operator(
-        _opcode_index(graph, schema.BuiltinOperator.VAR_HANDLE),
+    op = passes.new_operator(
+        passes.opcode_index(graph, schema.BuiltinOperator.VAR_HANDLE),
         [],
         [handle],
         schema.BuiltinOptions.VarHandleOptions,
@@ -158,21 +125,21 @@ def to_variables(flat):
     options = schema.CallOnceOptionsT()
     options.initSubgraphIndex = len(graph.subgraphs) - 1
     head = [
-        _operator(
-            _opcode_index(graph, schema.BuiltinOperator.CALL_ONCE),
+        passes.new_operator(
+            passes.opcode_index(graph, schema.BuiltinOperator.CALL_ONCE),
             [],
             [],
             schema.BuiltinOptions.CallOnceOptions,
             options,
         )
     ]
-    read = _opcode_index(graph, schema.BuiltinOperator.READ_VARIABLE)
-    assign = _opcode_index(graph, schema.BuiltinOperator.ASSIGN_VARIABLE)
+    read = passes.opcode_index(graph, schema.BuiltinOperator.READ_VARIABLE)
+    assign = passes.opcode_index(graph, schema.BuiltinOperator.ASSIGN_VARIABLE)
     tail = []
     for name, t_in, t_out in zip(names, inputs[1:], outputs[1:]):
         handle, op = _var_handle(graph, sub, name)
-        head += [op, _operator(read, [handle], [t_in])]
-        tail.append(_operator(assign, [handle, t_out], []))
+        head += [op, passes.new_operator(read, [handle], [t_in])]
+        tail.append(passes.new_operator(assign, [handle, t_out], []))
     sub.operators = head + list(sub.operators) + tail
     sub.inputs = np.array(inputs[:1], "int32")
     sub.outputs = np.array(outputs[:1], "int32")
@@ -192,7 +159,7 @@ def _initialiser(graph, sub, names, state_inputs):
     init.tensors, init.operators = [], []
     init.inputs = np.array([], "int32")
     init.outputs = np.array([], "int32")
-    assign = _opcode_index(graph, schema.BuiltinOperator.ASSIGN_VARIABLE)
+    assign = passes.opcode_index(graph, schema.BuiltinOperator.ASSIGN_VARIABLE)
     constants = {}
     for name, t_in in zip(names, state_inputs):
         source = sub.tensors[t_in]
@@ -201,7 +168,7 @@ def _initialiser(graph, sub, names, state_inputs):
             buffer = schema.BufferT()
             buffer.data = _zeros(source)
             graph.buffers.append(buffer)
-            constants[key] = _tensor(
+            constants[key] = passes.new_tensor(
                 init,
                 f"{name}/zeros",
                 list(source.shape),
@@ -210,7 +177,8 @@ def _initialiser(graph, sub, names, state_inputs):
                 _copy_quantization(source),
             )
         handle, op = _var_handle(graph, init, name)
-        init.operators += [op, _operator(assign, [handle, constants[key]], [])]
+        write = passes.new_operator(assign, [handle, constants[key]], [])
+        init.operators += [op, write]
     return init
 
 

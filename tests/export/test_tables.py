@@ -2,7 +2,8 @@
 
 References: TFLite Micro's own kernels, on the same file without tables
 (every int8 input value of the activations, and whole streams of an
-MGRADE model), and the C backend's run of the tabled file."""
+MGRADE model); the C backend runs the tabled files in
+`test_c_backend.py`."""
 
 import numpy as np
 import pytest
@@ -81,6 +82,30 @@ def test_tables_equal_tflite_micro_kernels_on_every_int8_input():
     assert all(np.ptp(part) > 30 for part in parts)
 
 
+@tf_only
+def test_a_table_that_differs_from_the_kernels_is_not_used(monkeypatch):
+    """Each table is checked against TFLite Micro's kernels on all 256
+    inputs before it replaces its operators."""
+    flat = _activations_file()
+    found = tables.find_groups(flat)
+    graph = rewrite.read_graph(flat)
+    for source, sink, indices, table in found:
+        expected = tables.kernel_outputs(graph, source, sink, indices)
+        np.testing.assert_array_equal(table, expected)
+    source, sink, indices, table = found[1]
+    wrong = table.copy()
+    wrong[200] = wrong[200] + 1 if wrong[200] < 127 else 0
+    corrupted = [*found[:1], (source, sink, indices, wrong), *found[2:]]
+    monkeypatch.setattr(tables, "find_groups", lambda flat: corrupted)
+    done = tables.tabulate(graph, rewrite.op_name)
+    assert (done["tables"], done["kept"]) == (2, 1)
+    kept = [rewrite.op_name(graph, op) for op in graph.subgraphs[0].operators]
+    assert kept.count("GATHER") == 2
+    np.testing.assert_array_equal(
+        _micro(rewrite.write_graph(graph), ALL), _micro(flat, ALL)
+    )
+
+
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     if BACKEND != "tensorflow":
@@ -111,7 +136,11 @@ def test_default_int8_file_looks_activations_up(files):
     on, off = reports[True], reports[False]
     # Per block: the gate, the candidate (LOGISTIC, QUANTIZE, ADD,
     # MAXIMUM) and the MLP's SiLU (LOGISTIC, MUL).
-    assert on["lookup_tables"] == {"tables": 6, "operators_replaced": 14}
+    assert on["lookup_tables"] == {
+        "tables": 6,
+        "operators_replaced": 14,
+        "kept": 0,
+    }
     assert off["lookup_tables"] is None
     assert "LOGISTIC" in off["ops"] and "LOGISTIC" not in on["ops"]
     assert {"GATHER", "QUANTIZE"} <= set(on["ops"])
