@@ -5,6 +5,8 @@ References: TFLite Micro's own kernels, on the same file without tables
 MGRADE model); the C backend runs the tabled files in
 `test_c_backend.py`."""
 
+import json
+
 import numpy as np
 import pytest
 from helpers import BACKEND
@@ -190,3 +192,27 @@ def test_lookup_tables_argument_errors(kwargs, match, tmp_path):
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
         export_tflite(model, str(tmp_path / "m.tflite"), verbose=False, **args)
+
+
+@tf_only
+def test_cli_no_lookup_tables(tmp_path):
+    from keras_mgrade import cli
+
+    model = mgrade_classifier(
+        2, 3, units=8, num_layers=1, kernel_taps=2, max_delay=4, seed=0
+    )
+    model_path, data_path = tmp_path / "m.keras", tmp_path / "x.npy"
+    model.save(model_path)
+    x = np.random.default_rng(0).normal(size=(8, 16, 2)).astype("float32")
+    np.save(data_path, x)
+    ops = {}
+    for flag in ([], ["--no-lookup-tables"]):
+        out = tmp_path / f"m{len(flag)}.tflite"
+        args = ["export", str(model_path), "--int8", "--calibration"]
+        assert cli.main([*args, str(data_path), "--out", str(out), *flag]) == 0
+        report = json.loads(out.with_suffix(".json").read_text())
+        ops[len(flag)] = (report["ops"], report["lookup_tables"])
+    assert "GATHER" in ops[0][0] and "LOGISTIC" not in ops[0][0]
+    assert ops[0][1]["tables"] == 3
+    assert "LOGISTIC" in ops[1][0] and "GATHER" not in ops[1][0]
+    assert ops[1][1] is None
