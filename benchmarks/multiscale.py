@@ -42,13 +42,16 @@ changed at a time (`VARIANTS`: the MinGRU gate-bias initialisation, the
 scale of the convolution at initialisation, sigma, normalised taps, the
 delay learning-rate multiplier, the norms). `--check lorenz|quickstart`
 runs only the regression check of a block default
-(`--gate-bias-initializer`) on `paper_tables`' Lorenz protocol or on
-`examples/quickstart.py --fast`.
+(`--gate-bias-initializer`, `--conv-kernel-initializer`) on
+`paper_tables`' Lorenz protocol or on `examples/quickstart.py --fast`.
+`--units` gives every model one width instead of the matched footprint
+(to separate the width from the architecture).
 
     KERAS_BACKEND=jax python benchmarks/multiscale.py [--fast]
         [--tasks ...] [--kinds ...] [--seeds 3] [--epochs 12]
         [--variants NAME ...] [--variant-kinds KIND ...] [--no-micro]
-        [--check lorenz|quickstart] [--gate-bias-initializer CHOICE]
+        [--units H] [--check lorenz|quickstart]
+        [--gate-bias-initializer CHOICE] [--conv-kernel-initializer NAME]
         [--out benchmarks]
 
 `--fast` is a tiny configuration for a quick check (about a minute).
@@ -113,7 +116,8 @@ SPLIT_SEEDS = {"train": 1, "val": 2, "test": 3}
 # initialisation (`TimescaleInitializer` arguments), or, from the zero
 # gate bias, a convolution / norm setting. `conv_scale` multiplies the
 # convolution's tap weights after building (its output at
-# initialisation).
+# initialisation); `conv-zero` starts them at zero
+# (`conv_kernel_initializer="zeros"`).
 ZERO = {"gate_bias_initializer": None}
 VARIANTS = {
     "default": {},
@@ -123,6 +127,11 @@ VARIANTS = {
     "timescales-1024": {"gate_timescales": {"max_timescale": 1024}},
     "chrono": {"gate_timescales": {"spacing": "linear"}},
     "conv-init-0.1": {**ZERO, "conv_scale": 0.1},
+    "conv-zero": {**ZERO, "conv_kernel_initializer": "zeros"},
+    "timescales-conv-zero": {
+        "gate_timescales": {},
+        "conv_kernel_initializer": "zeros",
+    },
     "sigma-0.5": {**ZERO, "sigma": 0.5},
     "normalize-taps": {**ZERO, "normalize_taps": True},
     "positions-lr-1": {**ZERO, "positions_lr_multiplier": 1.0},
@@ -383,7 +392,9 @@ def run(task, kinds, variants, config, log, micro=True, variant_kinds=None):
                 kind not in BLOCK_KINDS or kind not in variant_kinds
             ):
                 continue
-            units = match_width(kind, config["budget"], features, outputs)
+            units = config.get("units") or match_width(
+                kind, config["budget"], features, outputs
+            )
             fp = footprint(kind, units, features, outputs)
             row = dict(task=task, kind=kind, variant=variant, units=units)
             row.update(fp, curves=[], test=[], seconds=[])
@@ -417,18 +428,21 @@ GATE_BIAS_CHOICES = {
 }
 
 
-def lorenz_check(seeds, log, gate_bias="auto"):
+def lorenz_check(seeds, log, gate_bias="auto", conv_kernel=None):
     """`benchmarks/paper_tables.py`'s Lorenz protocol (full size, budgets
     6000 and 12000 B) for the `mgrade` model only, with the block's
-    `gate_bias_initializer` set to `gate_bias`: the regression check of a
+    `gate_bias_initializer` set to `gate_bias` and its
+    `conv_kernel_initializer` to `conv_kernel`: the regression check of a
     change of the block's defaults."""
     import paper_tables
 
     paper_tables.BLOCK["gate_bias_initializer"] = GATE_BIAS_CHOICES[gate_bias]
+    paper_tables.BLOCK["conv_kernel_initializer"] = conv_kernel
     config = paper_tables.CONFIGS["full"]
     data = paper_tables.lorenz_data(config)
     lines = [
-        f"| budget | model (gate bias {gate_bias}) | H | NRMSE mean ± std | "
+        f"| budget | model (gate bias {gate_bias}, conv kernel "
+        f"{conv_kernel}) | H | NRMSE mean ± std | "
         "per seed |",
         "|---:|---|---:|---|---|",
     ]
@@ -457,10 +471,11 @@ def lorenz_check(seeds, log, gate_bias="auto"):
     return "\n".join(lines)
 
 
-def quickstart_check(seeds, log, gate_bias="auto"):
+def quickstart_check(seeds, log, gate_bias="auto", conv_kernel=None):
     """`examples/quickstart.py --fast` (its data, model and training) with
-    the blocks' `gate_bias_initializer` set to `gate_bias`: the float
-    test accuracy per seed (the int8 file is the quickstart's own check)."""
+    the blocks' `gate_bias_initializer` set to `gate_bias` and
+    `conv_kernel_initializer` to `conv_kernel`: the float test accuracy
+    per seed (the int8 file is the quickstart's own check)."""
     import importlib.util
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -472,6 +487,7 @@ def quickstart_check(seeds, log, gate_bias="auto"):
     quickstart.mgrade_classifier = functools.partial(
         quickstart.mgrade_classifier,
         gate_bias_initializer=GATE_BIAS_CHOICES[gate_bias],
+        conv_kernel_initializer=conv_kernel,
     )
     from keras_mgrade import callbacks
 
@@ -499,7 +515,8 @@ def quickstart_check(seeds, log, gate_bias="auto"):
         values.append(100.0 * np.mean(np.argmax(logits, -1) == y[n_train:]))
         log(f"  quickstart seed {seed}: {values[-1]:.1f} %")
     return (
-        f"| quickstart --fast (gate bias {gate_bias}) | "
+        f"| quickstart --fast (gate bias {gate_bias}, conv kernel "
+        f"{conv_kernel}) | "
         f"{np.mean(values):.1f} ± {np.std(values):.1f} % | "
         + ", ".join(f"{v:.1f}" for v in values)
         + " |"
@@ -601,6 +618,12 @@ def main(argv=None):
     parser.add_argument("--seeds", type=int, default=None)
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--budget", type=int, default=None, help="int8 B")
+    parser.add_argument(
+        "--units",
+        type=int,
+        default=None,
+        help="one width for every model instead of the matched footprint",
+    )
     parser.add_argument("--no-micro", action="store_true")
     parser.add_argument(
         "--check",
@@ -616,11 +639,16 @@ def main(argv=None):
         help="the blocks' gate_bias_initializer in --check",
     )
     parser.add_argument(
+        "--conv-kernel-initializer",
+        default=None,
+        help="the blocks' conv_kernel_initializer in --check (e.g. zeros)",
+    )
+    parser.add_argument(
         "--out", default=os.path.dirname(os.path.abspath(__file__))
     )
     args = parser.parse_args(argv)
     config = dict(CONFIGS["fast" if args.fast else "full"])
-    for key in ("seeds", "epochs", "budget"):
+    for key in ("seeds", "epochs", "budget", "units"):
         if getattr(args, key) is not None:
             config[key] = getattr(args, key)
     variants = args.variants or ["default"]
@@ -643,7 +671,10 @@ def main(argv=None):
         check = {"lorenz": lorenz_check, "quickstart": quickstart_check}
         print(
             check[args.check](
-                config["seeds"], log, gate_bias=args.gate_bias_initializer
+                config["seeds"],
+                log,
+                gate_bias=args.gate_bias_initializer,
+                conv_kernel=args.conv_kernel_initializer,
             )
         )
         return None

@@ -25,6 +25,7 @@ BLOCK_ARGS = (
     "positions_lr_multiplier",
     "normalize_taps",
     "gate_bias_initializer",
+    "conv_kernel_initializer",
     "seed",
 )
 
@@ -50,6 +51,7 @@ def mgrade_classifier(
     positions_lr_multiplier=5.0,
     normalize_taps=False,
     gate_bias_initializer=None,
+    conv_kernel_initializer=None,
     seed=None,
     name="mgrade_classifier",
 ):
@@ -94,6 +96,9 @@ def mgrade_classifier(
         gate_bias_initializer: the MinGRU gate-bias initializer (see
             `MGRADE`): None (a zero bias), `"timescales"`, `"chrono"`,
             `"auto"` or a Keras initializer. Defaults to `None`.
+        conv_kernel_initializer: the convolution's tap-weight initializer
+            (see `MGRADE`): None (`DCLSConv1D`'s default) or a Keras
+            initializer such as `"zeros"`. Defaults to `None`.
         seed: int, seed of the initializers. Defaults to `None`.
         name: the model name.
 
@@ -143,6 +148,7 @@ def mgrade_seq2seq(
     positions_lr_multiplier=5.0,
     normalize_taps=False,
     gate_bias_initializer=None,
+    conv_kernel_initializer=None,
     seed=None,
     name="mgrade_seq2seq",
 ):
@@ -160,7 +166,8 @@ def mgrade_seq2seq(
         units, num_layers, kernel_taps, max_delay, sigma, mlp_ratio, norm,
         dropout, timesteps, vocabulary_size, use_conv, use_recurrence,
         scan, positions_initializer, positions_lr_multiplier,
-        normalize_taps, gate_bias_initializer, seed: as in
+        normalize_taps, gate_bias_initializer, conv_kernel_initializer,
+        seed: as in
         `mgrade_classifier`.
         name: the model name.
 

@@ -26,6 +26,21 @@ BATCH_NORM_MOMENTUM = 0.9
 SIGMOID_GELU = 1.702
 
 
+def _conv_kernel_initializer(value):
+    """None (the convolution's own default) or a Keras initializer; a
+    clear error otherwise."""
+    if value is None:
+        return None
+    try:
+        return keras.initializers.get(value)
+    except (ValueError, TypeError) as error:
+        raise ValueError(
+            "conv_kernel_initializer must be None or a Keras initializer "
+            f"(a name such as 'zeros', a config or an instance). Received: "
+            f"conv_kernel_initializer={value!r}"
+        ) from error
+
+
 def _is_auto(value):
     return isinstance(value, str) and value == "auto"
 
@@ -108,11 +123,20 @@ class MGRADE(StreamingLayer):
             log-uniform from 2 to 256 steps), which speeds up learning
             tasks that hold information for hundreds of steps while the
             convolution carries the fast dynamics, but costs accuracy on
-            tasks that need short memories only (README, "Gate bias at
-            initialization"). `"chrono"`: the same with uniform spacing.
+            tasks that need short memories only (README, "Initialization
+            for long memory"). `"chrono"`: the same with uniform spacing.
             `"auto"`: `"timescales"` when the block has its convolution,
             None without it (`use_conv=False`, where the MinGRU must also
             do the fast part). Or a Keras initializer. Defaults to `None`.
+        conv_kernel_initializer: initializer of the convolution's tap
+            weights, or None for `DCLSConv1D`'s default (a truncated normal
+            of variance `1 / kernel_taps`). `"zeros"` starts the block
+            without its convolution branch (`u = x`, the MinGRU-only block
+            plus a zero delay line) and lets training grow it: on a task
+            that must sample a value and hold it for hundreds of steps this
+            learns the hold sooner, on tasks of fast dynamics it costs
+            accuracy (README, "Initialization for long memory"). Defaults
+            to `None`.
         return_sequences: bool, return the whole sequence (the usual case
             when blocks are stacked) or only the last step. Defaults to
             `True`.
@@ -172,6 +196,7 @@ class MGRADE(StreamingLayer):
         scan="auto",
         kernel_initializer="glorot_uniform",
         gate_bias_initializer=None,
+        conv_kernel_initializer=None,
         return_sequences=True,
         return_state=False,
         stateful=False,
@@ -187,6 +212,9 @@ class MGRADE(StreamingLayer):
         _check_parts(norm, use_conv, use_recurrence)
         if not _is_auto(gate_bias_initializer):
             get_gate_bias_initializer(gate_bias_initializer)  # fails early
+        conv_kernel_initializer = _conv_kernel_initializer(
+            conv_kernel_initializer
+        )
         super().__init__(**kwargs)
         self.units = units
         self.kernel_taps = kernel_taps
@@ -207,6 +235,7 @@ class MGRADE(StreamingLayer):
         self.scan = scan
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.gate_bias_initializer = gate_bias_initializer
+        self.conv_kernel_initializer = conv_kernel_initializer
         self.return_sequences = bool(return_sequences)
         self.return_state = bool(return_state)
         self.stateful = bool(stateful)
@@ -243,6 +272,11 @@ class MGRADE(StreamingLayer):
                 positions_initializer=self.positions_initializer,
                 positions_lr_multiplier=self.positions_lr_multiplier,
                 rounded=self.rounded,
+                kernel_initializer=(
+                    None
+                    if self.conv_kernel_initializer is None
+                    else _utils.clone_initializer(self.conv_kernel_initializer)
+                ),
                 return_state=True,
                 stateful=self.stateful,
                 seed=self.seed,
@@ -512,6 +546,9 @@ class MGRADE(StreamingLayer):
             kernel_initializer=_utils.serialize_choice(self.kernel_initializer),
             gate_bias_initializer=_utils.serialize_choice(
                 self.gate_bias_initializer
+            ),
+            conv_kernel_initializer=_utils.serialize_choice(
+                self.conv_kernel_initializer
             ),
         )
         return {**super().get_config(), **config}

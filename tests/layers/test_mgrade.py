@@ -22,6 +22,7 @@ from keras_mgrade import core
 from keras_mgrade.activations import sigmoid_gelu
 from keras_mgrade.layers import MGRADE
 from keras_mgrade.layers import streaming_ops
+from keras_mgrade.models import mgrade_seq2seq
 
 
 def _x(timesteps, units=16, batch=2, seed=0):
@@ -259,6 +260,42 @@ def test_gate_bias_auto_gives_long_memories_with_the_convolution():
     np.testing.assert_array_equal(_gate_bias(rebuilt), _gate_bias(with_conv))
 
 
+def test_zero_conv_kernel_starts_as_the_mingru_only_block():
+    x = _x(12, units=8)
+    options = dict(kernel_taps=3, max_delay=6, seed=2)
+    zero = MGRADE(8, conv_kernel_initializer="zeros", **options)
+    plain = MGRADE(8, use_conv=False, **options)
+    default = MGRADE(8, **options)
+    for block in (zero, plain, default):
+        block(x)
+    np.testing.assert_array_equal(to_numpy(zero.conv.kernel), 0.0)
+    assert np.all(to_numpy(default.conv.kernel) != 0.0)
+    # Same weights everywhere else: the block is the MinGRU-only block.
+    for name in ("min_gru", "mlp_norm", "mlp_in", "mlp_out", "post_norm"):
+        getattr(plain, name).set_weights(getattr(zero, name).get_weights())
+    np.testing.assert_allclose(
+        to_numpy(zero(x)), to_numpy(plain(x)), rtol=1e-6, atol=1e-6
+    )
+    # The branch grows in training (the taps get a gradient at zero).
+    model = keras.Sequential([keras.Input((12, 8)), zero])
+    model.compile(keras.optimizers.Adam(1e-2), "mse")
+    model.fit(x, np.roll(x, 3, axis=1), epochs=3, verbose=0)
+    assert np.any(to_numpy(zero.conv.kernel) != 0.0)
+    # The config keeps the choice; a rebuilt block starts at zero again.
+    config = zero.get_config()
+    assert config["conv_kernel_initializer"]["class_name"] == "Zeros"
+    assert default.get_config()["conv_kernel_initializer"] is None
+    rebuilt = MGRADE.from_config(config)
+    rebuilt(x)
+    np.testing.assert_array_equal(to_numpy(rebuilt.conv.kernel), 0.0)
+    # The builders pass it to every block.
+    model = mgrade_seq2seq(2, 1, units=8, conv_kernel_initializer="zeros")
+    blocks = [layer for layer in model.layers if isinstance(layer, MGRADE)]
+    assert len(blocks) == 2
+    for block in blocks:
+        np.testing.assert_array_equal(to_numpy(block.conv.kernel), 0.0)
+
+
 def test_building_does_not_import_tensorflow():
     # On JAX and PyTorch, building a model stays within the backend.
     code = (
@@ -320,6 +357,11 @@ BAD_ARGUMENTS = [
         "unknown_gate_bias_initializer",
         lambda: MGRADE(8, gate_bias_initializer="slow"),
         "gate_bias_initializer='slow'",
+    ),
+    (
+        "unknown_conv_kernel_initializer",
+        lambda: MGRADE(8, conv_kernel_initializer="slow"),
+        "conv_kernel_initializer='slow'",
     ),
     (
         "width_differs",
